@@ -1,0 +1,101 @@
+"""What each Invoke task does, as plain functions: tasks.py stays a thin list of one-liners.
+
+Each function returns a process exit code. Errors are reported once, with their fault and a hint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from bootkiln.cache import StageCache
+from bootkiln.config import available_profiles, load_profile
+from bootkiln.console import Reporter
+from bootkiln.errors import BootkilnError
+from bootkiln.paths import Workspace
+
+
+def guarded(action: Callable[[Reporter], None]) -> int:
+    reporter = Reporter()
+    try:
+        action(reporter)
+    except BootkilnError as exc:
+        reporter.error(exc)
+        return exc.fault.exit_code
+    except KeyboardInterrupt:
+        reporter.info("interrupted; no partial result was kept")
+        return 130
+    return 0
+
+
+def rootfs(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        result = build.rootfs()
+        out = build.workspace.output_dir(build.profile.name)
+        digest = result.metadata["sha256"]["rootfs.tar"]
+        reporter.info(f"rootfs: {out / 'rootfs.tar'}\n  sha256 {digest}\n  {result.metadata['packages']} "
+                      f"packages listed in {out / 'packages.tsv'}")
+        reporter.summary()
+
+    return guarded(action)
+
+
+def test_image(profile_ref: str | None, pytest_args: list[str]) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.imagetest import test_image as run_checks
+        from bootkiln.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        build.rootfs()
+        run_checks(build, pytest_args)
+        reporter.summary()
+
+    return guarded(action)
+
+
+def builder(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import Build
+
+        image = Build(load_profile(profile_ref), reporter=reporter).builder
+        reporter.info(f"builder image {image.tag} ({image.image_id}), base {image.base}")
+
+    return guarded(action)
+
+
+def check_profile(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.overlay import plan_overlays
+
+        profile = load_profile(profile_ref)
+        entries = plan_overlays(profile)
+        reporter.info(json.dumps(profile.resolved(), indent=2))
+        reporter.info(f"profile {profile.name} is valid ({len(entries)} overlay entries)")
+
+    return guarded(action)
+
+
+def list_profiles() -> int:
+    def action(reporter: Reporter) -> None:
+        reporter.info("default (built-in)")
+        for name in available_profiles():
+            reporter.info(f"{name} ({load_profile(name).description})")
+
+    return guarded(action)
+
+
+def clean(engine_too: bool) -> int:
+    def action(reporter: Reporter) -> None:
+        workspace = Workspace.default()
+        StageCache(workspace.cache).clean()
+        reporter.info(f"removed the stage cache {workspace.cache}")
+        if engine_too:
+            from bootkiln.engine import connect
+
+            removed = connect(reporter.warn).remove_everything()
+            reporter.info(f"removed {removed} bootkiln containers and volumes")
+
+    return guarded(action)

@@ -1,0 +1,213 @@
+"""Profiles: the one file a user edits, validated strictly before anything runs.
+
+A profile is a TOML image definition. Unknown keys are rejected, types are checked, and every
+error names the file and the dotted key. With no profile at all, the built-in defaults make a
+minimal Debian image, so every task works out of the box.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bootkiln.errors import InputError
+from bootkiln.paths import project_root
+
+DEFAULT_PROFILE = "default"
+SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
+
+PackageName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?$")]
+Word = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DebianSettings(StrictModel):
+    """What Debian to bootstrap, and from which archive state."""
+
+    suite: Word = "bookworm"
+    architecture: Literal["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"] = "amd64"
+    mirror: str = "http://deb.debian.org/debian"
+    snapshot: str | None = Field(default=None, description="YYYYMMDDTHHMMSSZ on snapshot.debian.org")
+    variant: Literal["extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important",
+                     "standard"] = "minbase"
+    components: list[Word] = Field(default_factory=lambda: ["main"], min_length=1)
+    source_date_epoch: int | None = Field(default=None, ge=0, description="override the archive's time")
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror_is_url(cls, value: str) -> str:
+        if not re.match(r"^(https?|file)://[^\s]+$", value):
+            raise ValueError(f"mirror must be an http(s):// or file:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot_is_past_timestamp(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.strptime(value, SNAPSHOT_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(
+                f"snapshot must look like 20250520T000000Z (YYYYMMDDTHHMMSSZ, UTC), got {value!r}"
+            ) from None
+        if moment > datetime.now(UTC):
+            raise ValueError(f"snapshot {value} is in the future; pick a time the archive has already seen")
+        return value
+
+
+class FileAttrs(StrictModel):
+    """Mode and ownership for one overlay path (git keeps neither owners nor most mode bits)."""
+
+    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")]
+    uid: int = Field(default=0, ge=0)
+    gid: int = Field(default=0, ge=0)
+
+
+class RootfsSettings(StrictModel):
+    packages: list[PackageName] = Field(default_factory=list)
+    overlays: list[str] = Field(default_factory=lambda: ["rootfs-base"])
+    attrs: dict[str, FileAttrs] = Field(default_factory=dict)
+
+    @field_validator("attrs")
+    @classmethod
+    def _attrs_are_absolute(cls, value: dict[str, FileAttrs]) -> dict[str, FileAttrs]:
+        for path in value:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"attrs keys are absolute paths inside the image, got {path!r}")
+        return value
+
+
+class BuilderSettings(StrictModel):
+    """Where the builder container's Debian base comes from."""
+
+    base: Literal["auto", "image", "mmdebstrap"] = "auto"
+    image: str = "docker.io/library/debian:bookworm-20250520-slim"
+    suite: Word = "bookworm"
+
+
+class ChecksSettings(StrictModel):
+    """Extra testinfra check files for `invoke test-image`, relative to the profile file."""
+
+    paths: list[str] = Field(default_factory=list)
+
+
+class Profile(StrictModel):
+    name: str = DEFAULT_PROFILE
+    description: str = "minimal Debian, built-in defaults"
+    debian: DebianSettings = Field(default_factory=DebianSettings)
+    rootfs: RootfsSettings = Field(default_factory=RootfsSettings)
+    builder: BuilderSettings = Field(default_factory=BuilderSettings)
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in a profile are resolved against the profile's own folder."""
+        return self.source.parent if self.source else project_root() / "profiles"
+
+    def resolved(self) -> dict[str, Any]:
+        """The profile as built: every default filled in, in a stable JSON-able form."""
+        return self.model_dump(mode="json", exclude={"source"})
+
+
+def profiles_dir() -> Path:
+    return project_root() / "profiles"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+
+
+def find_profile(ref: str | None) -> Path | None:
+    """Map `--profile NAME|PATH` to a file; None means the built-in default."""
+    if ref is None or (ref == DEFAULT_PROFILE and not (profiles_dir() / "default.toml").exists()):
+        return None
+    candidate = Path(ref).expanduser()
+    if candidate.suffix == ".toml" or "/" in ref:
+        if not candidate.is_file():
+            raise InputError(f"profile file {candidate} does not exist",
+                             hint="pass an existing .toml file, or a profile name from profiles/")
+        return candidate.resolve()
+    named = profiles_dir() / f"{ref}.toml"
+    if not named.is_file():
+        names = ", ".join(available_profiles()) or "(none)"
+        raise InputError(f"no profile named {ref!r}",
+                         hint=f"available profiles: {names}, or pass a path to a .toml file")
+    return named
+
+
+def load_profile(ref: str | None = None) -> Profile:
+    path = find_profile(ref)
+    if path is None:
+        return Profile()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read profile: {exc}") from None
+    data.setdefault("name", path.stem)
+    try:
+        profile = Profile.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        raise InputError(f"{path}: invalid profile\n" + describe_validation_errors(exc),
+                         hint="see profiles/README.md (or `invoke profile-schema`) for every key") from None
+    check_references(profile)
+    return profile
+
+
+def describe_validation_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(allowed_keys(loc[:-1]))
+            lines.append(f"  key '{key}': unknown key (allowed here: {allowed})")
+        else:
+            given = error.get("input")
+            shown = f" (got {given!r})" if not isinstance(given, dict) else ""
+            lines.append(f"  key '{key}': {error['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def allowed_keys(parent: list[str]) -> list[str]:
+    """The field names valid at a dotted location of the profile, for error messages."""
+    model: type[BaseModel] = Profile
+    for part in parent:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return sorted(name for name in model.model_fields if name != "source")
+
+
+def check_references(profile: Profile) -> None:
+    """Files a profile names must exist before any container starts."""
+    for name in profile.rootfs.overlays:
+        overlay_dir(profile, name)
+    for rel in profile.checks.paths:
+        if not (profile.base_dir / rel).exists():
+            raise InputError(f"{profile.source}: key 'checks.paths': {rel!r} does not exist "
+                             f"(relative to {profile.base_dir})")
+
+
+def overlay_dir(profile: Profile, name: str) -> Path:
+    """An overlay is a folder under overlays/, or a path relative to the profile file."""
+    local = profile.base_dir / name
+    for candidate in (local, project_root() / "overlays" / name):
+        if candidate.is_dir():
+            return candidate.resolve()
+    where = profile.source or "built-in default profile"
+    raise InputError(f"{where}: key 'rootfs.overlays': overlay {name!r} not found",
+                     hint=f"create overlays/{name}/ or fix the name")

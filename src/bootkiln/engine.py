@@ -1,0 +1,343 @@
+"""The Docker engine: connection, containers with the right privileges, volumes, and file transfer.
+
+Files move through the Docker API (put_archive/get_archive) and build state lives in named
+volumes, never in bind mounts of host paths, so a remote engine (tcp://, ssh://, a Docker
+context) works the same as the local socket.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import tarfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+import docker.errors
+from docker.context import ContextAPI
+from docker.models.containers import Container
+
+from bootkiln.errors import EnvironmentProblem, InputError
+
+Network = Literal["host", "none"]
+LABEL = "bootkiln"
+OWNER_LABEL = "bootkiln.owner"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+# Linux capability numbers, as /proc/<pid>/status's CapBnd bitmask orders them.
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)
+CAPS_REFUSED = re.compile(r"unable to apply caps|operation not permitted.*cap", re.IGNORECASE)
+
+
+def missing_capabilities(status_text: str) -> list[str]:
+    """Capabilities absent from the bounding set in a /proc/<pid>/status text."""
+    match = re.search(r"^CapBnd:\s*([0-9a-fA-F]+)$", status_text, re.MULTILINE)
+    if not match:
+        return []
+    bounding = int(match.group(1), 16)
+    return [name for bit, name in enumerate(CAPABILITIES) if not bounding >> bit & 1]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    origin: str
+    tls: Any = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.url.startswith(("unix://", "npipe://"))
+
+
+def resolve_endpoint(environ: Mapping[str, str] = os.environ) -> Endpoint:
+    """The engine the docker CLI would talk to: DOCKER_HOST, else DOCKER_CONTEXT or the current context."""
+    if environ.get("DOCKER_HOST"):
+        return Endpoint(environ["DOCKER_HOST"], "DOCKER_HOST")
+    name = environ.get("DOCKER_CONTEXT") or _current_context(environ)
+    if name and name != "default":
+        context = ContextAPI.get_context(name)
+        if context is None:
+            raise InputError(f"Docker context {name!r} does not exist",
+                             hint="list contexts with `docker context ls`")
+        return Endpoint(context.Host or DEFAULT_SOCKET, f"Docker context {name!r}", context.TLSConfig)
+    return Endpoint(DEFAULT_SOCKET, "default socket")
+
+
+def _current_context(environ: Mapping[str, str]) -> str | None:
+    config_dir = Path(environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
+    try:
+        current = json.loads((config_dir / "config.json").read_text()).get("currentContext")
+    except (OSError, ValueError):
+        return None
+    return current if isinstance(current, str) else None
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over the byte chunks docker-py streams, so tarfile can read without buffering all."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Complete output lines from a byte stream; carriage returns end a line too (progress meters)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = re.split(rb"\r\n|\n|\r", pending)
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A tar archive to unpack at `path` in the container before it starts."""
+
+    path: str
+    archive: bytes
+
+
+@dataclass
+class Engine:
+    client: docker.DockerClient
+    endpoint: Endpoint
+    warn: Callable[[str], None]
+    _dropped_caps: list[str] | None = field(default=None)
+
+    @property
+    def owner(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def labels(self) -> dict[str, str]:
+        return {LABEL: "1", OWNER_LABEL: self.owner}
+
+    # --- privileges -------------------------------------------------------------------------
+    def _privilege_kwargs(self) -> dict[str, Any]:
+        if self._dropped_caps is None:
+            return {"privileged": True}
+        # What `privileged` would give, clamped to what the daemon's host can grant (as podman does).
+        return {
+            "cap_add": ["ALL"],
+            "cap_drop": self._dropped_caps,
+            "security_opt": ["seccomp=unconfined"],
+            "device_cgroup_rules": ["a *:* rwm"],
+        }
+
+    def _fall_back_to_capabilities(self, reason: str) -> None:
+        if self.endpoint.is_local:
+            try:
+                dropped = missing_capabilities(Path("/proc/self/status").read_text())
+            except OSError:
+                dropped = []
+        else:
+            dropped = []
+        self._dropped_caps = dropped or ["SYS_RESOURCE"]
+        self.warn(
+            f"the Docker engine refused privileged containers ({reason.strip()[:120]}); "
+            f"using all capabilities except {', '.join(self._dropped_caps)} instead"
+        )
+
+    # --- containers -------------------------------------------------------------------------
+    def _create(self, image: str, argv: Sequence[str], *, network: Network, volumes: Mapping[str, str],
+                env: Mapping[str, str], name: str) -> Container:
+        container: Container = self.client.containers.create(
+            image,
+            command=list(argv),
+            entrypoint=[],
+            name=name,
+            network_mode=network,
+            environment=dict(env),
+            volumes={vol: {"bind": mount, "mode": "rw"} for vol, mount in volumes.items()},
+            labels=self.labels(),
+            working_dir="/",
+            **self._privilege_kwargs(),
+        )
+        return container
+
+    def _start(self, make: Callable[[], Container]) -> Container:
+        container = make()
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            container.remove(force=True)
+            if self._dropped_caps is not None or not CAPS_REFUSED.search(str(exc)):
+                raise
+            self._fall_back_to_capabilities(str(exc.explanation or exc))
+            container = make()
+            container.start()
+        return container
+
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        network: Network,
+        on_line: Callable[[str], None],
+        volumes: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        uploads: Sequence[Upload] = (),
+        collect: Sequence[tuple[str, Path]] = (),
+    ) -> int:
+        """Run argv in a fresh container; stream its output; on success copy `collect` paths out."""
+        name = f"bootkiln-{uuid.uuid4().hex[:12]}"
+
+        def make() -> Container:
+            container = self._create(image, argv, network=network, volumes=volumes or {}, env=env or {},
+                                     name=name)
+            for upload in uploads:
+                container.put_archive(upload.path, upload.archive)
+            return container
+
+        container = self._start(make)
+        try:
+            for line in split_lines(container.logs(stream=True, follow=True)):
+                on_line(line)
+            status = int(container.wait()["StatusCode"])
+            if status == 0:
+                for source, destination in collect:
+                    self.copy_out(container, source, destination)
+            return status
+        finally:
+            with suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    def copy_out(self, container: Container, source: str, destination: Path) -> None:
+        """Copy the contents of a container folder into `destination` on the host, streaming."""
+        chunks, _ = container.get_archive(source)
+        destination.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks)), mode="r|") as archive:
+            for member in archive:
+                # The API wraps the folder itself as the top entry; keep only what is inside it.
+                member.name = member.name.partition("/")[2]
+                if not member.name:
+                    continue
+                if member.islnk():
+                    member.linkname = member.linkname.partition("/")[2]
+                archive.extract(member, destination, filter="tar")
+
+    @contextmanager
+    def idle_container(self, image: str) -> Iterator[str]:
+        """A container of `image` that just waits, with no network and default privileges, for checks."""
+        container = self.client.containers.run(
+            image, ["sleep", "infinity"], entrypoint=[], name=f"bootkiln-check-{uuid.uuid4().hex[:12]}",
+            network_mode="none", labels=self.labels(), detach=True,
+        )
+        try:
+            yield str(container.name)
+        finally:
+            with suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    # --- volumes ----------------------------------------------------------------------------
+    @contextmanager
+    def volume(self, purpose: str) -> Iterator[str]:
+        """A fresh named volume for one build step, removed afterwards."""
+        name = f"bootkiln-{purpose}-{uuid.uuid4().hex[:12]}"
+        self.client.volumes.create(name=name, labels=self.labels())
+        try:
+            yield name
+        finally:
+            with suppress(docker.errors.APIError):
+                self.client.volumes.get(name).remove(force=True)
+
+    def reap_orphans(self) -> int:
+        """Remove containers and volumes left by bootkiln processes on this host that were killed."""
+        host = socket.gethostname()
+        removed = 0
+        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+            if _is_dead_owner(container.labels.get(OWNER_LABEL, ""), host):
+                with suppress(docker.errors.APIError):
+                    container.remove(force=True)
+                    removed += 1
+        for volume in self.client.volumes.list(filters={"label": LABEL}):
+            if _is_dead_owner((volume.attrs.get("Labels") or {}).get(OWNER_LABEL, ""), host):
+                with suppress(docker.errors.APIError):
+                    volume.remove(force=True)
+                    removed += 1
+        return removed
+
+    def remove_everything(self) -> int:
+        """Remove every bootkiln container and volume (for `invoke clean`)."""
+        removed = 0
+        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+            with suppress(docker.errors.APIError):
+                container.remove(force=True)
+                removed += 1
+        for volume in self.client.volumes.list(filters={"label": LABEL}):
+            with suppress(docker.errors.APIError):
+                volume.remove(force=True)
+                removed += 1
+        return removed
+
+
+def _is_dead_owner(owner: str, host: str) -> bool:
+    owner_host, _, pid = owner.rpartition(":")
+    if owner_host != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ) -> Engine:
+    """Connect to the engine the docker CLI would use, or say exactly how to get one."""
+    endpoint = resolve_endpoint(environ)
+    try:
+        if endpoint.origin == "DOCKER_HOST":
+            client = docker.from_env(environment=dict(environ), use_ssh_client=endpoint.url.startswith("ssh://"))
+        else:
+            client = docker.DockerClient(base_url=endpoint.url, tls=endpoint.tls,
+                                         use_ssh_client=endpoint.url.startswith("ssh://"))
+        client.ping()
+    except Exception as exc:  # docker-py raises several unrelated types for "cannot connect"
+        raise EnvironmentProblem(
+            f"no Docker engine is reachable at {endpoint.url} ({endpoint.origin}): {_short(exc)}",
+            hint="start one (`sudo systemctl start docker`, or on a host without systemd "
+            "`sudo dockerd --bridge=none --iptables=false --ip6tables=false &`), "
+            "or point DOCKER_HOST / `docker context use` at a running engine; tools/setup-host.sh does it all",
+        ) from None
+    engine = Engine(client=client, endpoint=endpoint, warn=warn)
+    engine.reap_orphans()
+    return engine
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

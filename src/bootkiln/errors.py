@@ -1,0 +1,78 @@
+"""Errors that say whose fault a failure is, and what to do next.
+
+Every error bootkiln raises on purpose is a BootkilnError. Its `kind` tells the user whether the
+input (a profile, a flag), the environment (Docker, the network, a missing tool) or bootkiln itself
+is at fault, and `hint` says what to try next. The task layer maps kinds to exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+
+class Fault(Enum):
+    INPUT = "bad input"
+    ENVIRONMENT = "environment"
+    INTERNAL = "internal error (a bootkiln bug)"
+
+    @property
+    def exit_code(self) -> int:
+        return {Fault.INPUT: 2, Fault.ENVIRONMENT: 3, Fault.INTERNAL: 70}[self]
+
+
+class BootkilnError(Exception):
+    fault: Fault = Fault.INTERNAL
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def details(self) -> list[str]:
+        """Extra lines shown under the message (command, output tail...)."""
+        return []
+
+
+class InputError(BootkilnError):
+    fault = Fault.INPUT
+
+
+class EnvironmentProblem(BootkilnError):
+    fault = Fault.ENVIRONMENT
+
+
+class InternalError(BootkilnError):
+    fault = Fault.INTERNAL
+
+
+class CommandFailed(BootkilnError):
+    """A command run by the runner exited non-zero."""
+
+    fault = Fault.ENVIRONMENT
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        where: str,
+        argv: Sequence[str],
+        status: int,
+        tail: Sequence[str],
+        hint: str = "",
+    ) -> None:
+        super().__init__(f"stage {stage}: command failed with exit status {status} ({where})", hint)
+        self.stage = stage
+        self.where = where
+        self.argv = list(argv)
+        self.status = status
+        self.tail = list(tail)
+
+    def details(self) -> list[str]:
+        from bootkiln.runner import format_argv
+
+        lines = [f"command: {format_argv(self.argv)}", f"exit status: {self.status}"]
+        if self.tail:
+            lines.append(f"last {len(self.tail)} lines of output:")
+            lines.extend(f"  {line}" for line in self.tail)
+        return lines

@@ -1,0 +1,150 @@
+"""A build: validate the profile, connect to Docker, pin the archive, make the builder, run stages.
+
+Stages whose key is already in the cache are not run at all. Artifacts are published to
+out/<profile>/ with SHA256SUMS and a build manifest.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bootkiln import __version__
+from bootkiln.archive import ArchiveState, resolve_archive
+from bootkiln.builder import BuilderFactory, BuilderImage
+from bootkiln.cache import StageCache
+from bootkiln.config import Profile
+from bootkiln.console import Reporter
+from bootkiln.engine import Engine, connect
+from bootkiln.hashing import sha256_file
+from bootkiln.overlay import plan_overlays
+from bootkiln.paths import Workspace
+from bootkiln.runner import Runner
+from bootkiln.stages.base import Stage, StageContext, StageResult
+from bootkiln.stages.rootfs import RootfsStage
+
+
+class Build:
+    def __init__(self, profile: Profile, *, workspace: Workspace | None = None,
+                 reporter: Reporter | None = None) -> None:
+        self.profile = profile
+        self.workspace = workspace or Workspace.default()
+        self.reporter = reporter or Reporter()
+        self.cache = StageCache(self.workspace.cache)
+        self.results: dict[str, StageResult] = {}
+        # Everything that can be checked without Docker or the network is checked now.
+        plan_overlays(profile)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return connect(self.reporter.warn)
+
+    @cached_property
+    def runner(self) -> Runner:
+        return Runner(self.reporter, self.engine)
+
+    @cached_property
+    def archive(self) -> ArchiveState:
+        self.engine  # noqa: B018 - a missing Docker engine is reported before any network access
+        state = resolve_archive(self.profile.debian)
+        pinned = f"snapshot {state.snapshot}" if state.snapshot else f"Release of {state.mirror}"
+        self.reporter.info(f"archive: {state.suite} from {state.mirror}; "
+                           f"SOURCE_DATE_EPOCH={state.source_date_epoch} ({pinned})")
+        return state
+
+    @cached_property
+    def builder(self) -> BuilderImage:
+        with self.reporter.stage("builder") as progress:
+            factory = BuilderFactory(self.engine, self.runner, self.reporter)
+            image = factory.ensure(self.profile.builder, self._builder_archive())
+            progress.note = image.tag
+        return image
+
+    def _builder_archive(self) -> ArchiveState:
+        debian = self.profile.debian
+        if debian.suite == self.profile.builder.suite:
+            return self.archive
+        return resolve_archive(debian.model_copy(update={"suite": self.profile.builder.suite}))
+
+    def context(self) -> StageContext:
+        return StageContext(self.profile, self.archive, self.builder, self.runner, self.reporter)
+
+    def run_stage(self, stage: Stage) -> StageResult:
+        ctx = self.context()
+        key = stage.key(ctx)
+        with self.reporter.stage(stage.name, f"key {key[:12]}") as progress:
+            entry = self.cache.lookup(stage.name, key)
+            if entry is None:
+                with self.cache.lock(stage.name, key) as waited:
+                    if waited:
+                        self.reporter.info(f"{stage.name}: waited for another build of the same key")
+                    entry = self.cache.lookup(stage.name, key)
+                    if entry is None:
+                        with self.cache.writer(stage.name, key, {}) as scratch:
+                            metadata = stage.build(ctx, scratch)
+                            metadata["sha256"] = {name: sha256_file(scratch / name) for name in stage.outputs}
+                            (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
+                        entry = self.cache.lookup(stage.name, key)
+                        assert entry is not None, "cache entry vanished right after it was written"
+                    else:
+                        progress.cached = True
+            else:
+                progress.cached = True
+            result = StageResult(stage.name, key, entry, progress.cached,
+                                 json.loads((entry / "stage.json").read_text()))
+        self.results[stage.name] = result
+        return result
+
+    def rootfs(self) -> StageResult:
+        result = self.run_stage(RootfsStage())
+        self.publish()
+        return result
+
+    # --- outputs --------------------------------------------------------------------------------
+    def publish(self) -> Path:
+        """Expose artifacts in out/<profile>/ with SHA256SUMS and manifest.json, each replaced atomically."""
+        out = self.workspace.output_dir(self.profile.name)
+        out.mkdir(parents=True, exist_ok=True)
+        sums: dict[str, str] = {}
+        for result in self.results.values():
+            for name, digest in result.metadata["sha256"].items():
+                _place(result.artifact(name), out / name)
+                sums[name] = digest
+        _write_atomic(out / "SHA256SUMS", "".join(f"{sums[n]}  {n}\n" for n in sorted(sums)))
+        _write_atomic(out / "manifest.json", json.dumps(self.manifest(sums), indent=2, sort_keys=True) + "\n")
+        return out
+
+    def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
+        return {
+            "bootkiln": __version__,
+            "profile": self.profile.resolved(),
+            "archive": self.archive.identity(),
+            "builder": self.builder.identity(),
+            "stages": {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"}}
+                       for name, r in self.results.items()},
+            "artifacts": sums,
+        }
+
+
+def _place(source: Path, destination: Path) -> None:
+    temporary = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        import shutil
+
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, destination)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)

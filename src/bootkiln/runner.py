@@ -1,0 +1,96 @@
+"""The one way bootkiln runs a command: argv lists, on the host or in a builder container.
+
+Output streams live, each line prefixed with its stage. A failure is reported once, as a
+command line you can copy, with the exit status, the last lines of output and a hint.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bootkiln.console import Reporter
+from bootkiln.engine import Engine, Network, Upload
+from bootkiln.errors import CommandFailed, EnvironmentProblem
+
+TAIL_LINES = 25
+
+
+def format_argv(argv: Sequence[str]) -> str:
+    return shlex.join(argv)
+
+
+@dataclass(frozen=True)
+class Host:
+    cwd: Path | None = None
+    env: Mapping[str, str] | None = None
+    # Hand the terminal to the command (pytest, mypy) instead of prefixing its lines.
+    passthrough: bool = False
+
+    def describe(self) -> str:
+        return "on the host"
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A fresh builder container: image, network, named volumes and files to upload first."""
+
+    image: str
+    network: Network = "none"
+    volumes: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    uploads: Sequence[Upload] = ()
+    collect: Sequence[tuple[str, Path]] = ()
+
+    def describe(self) -> str:
+        return f"in builder container {self.image}, network {self.network}"
+
+
+@dataclass
+class Runner:
+    reporter: Reporter
+    engine: Engine | None = None
+
+    def run(self, argv: Sequence[str], *, stage: str, where: Host | Builder, hint: str = "",
+            missing_hint: str = "") -> list[str]:
+        """Run argv; return its output lines; raise CommandFailed with the tail on non-zero exit."""
+        captured: list[str] = []
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+        def on_line(text: str) -> None:
+            captured.append(text)
+            tail.append(text)
+            self.reporter.line(stage, text)
+
+        if isinstance(where, Host):
+            status = self._run_on_host(argv, where, on_line, missing_hint)
+        else:
+            if self.engine is None:
+                raise EnvironmentProblem("internal: a container step ran without a Docker engine")
+            status = self.engine.run(where.image, argv, network=where.network, on_line=on_line,
+                                     volumes=where.volumes, env=where.env, uploads=where.uploads,
+                                     collect=where.collect)
+        if status != 0:
+            raise CommandFailed(stage=stage, where=where.describe(), argv=argv, status=status,
+                                tail=list(tail), hint=hint)
+        return captured
+
+    @staticmethod
+    def _run_on_host(argv: Sequence[str], where: Host, on_line: Callable[[str], None], missing_hint: str) -> int:
+        pipe = None if where.passthrough else subprocess.PIPE
+        try:
+            process = subprocess.Popen(
+                list(argv), cwd=where.cwd, env=dict(where.env) if where.env is not None else None,
+                stdout=pipe, stderr=subprocess.STDOUT if pipe else None, stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise EnvironmentProblem(f"command not found: {argv[0]}",
+                                     hint=missing_hint or f"install {argv[0]} on this host") from None
+        with process:
+            for raw in process.stdout or ():
+                on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        return process.returncode

@@ -1,0 +1,1 @@
+"""Build stages. Each stage module declares its cache key inputs and runs exactly one script."""

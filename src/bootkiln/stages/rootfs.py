@@ -1,0 +1,77 @@
+"""rootfs stage: the profile's Debian, bootstrapped with mmdebstrap, overlaid, normalised, tarred.
+
+Script: scripts/rootfs.sh. Overlays: overlays/<name>/ as the profile lists them.
+mmdebstrap rather than debootstrap: with SOURCE_DATE_EPOCH set its output is bit-for-bit
+reproducible, and it needs no loop devices or host paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bootkiln.engine import Upload
+from bootkiln.hashing import Fingerprint
+from bootkiln.overlay import overlay_archive, plan_overlays
+from bootkiln.runner import Builder
+from bootkiln.stages.base import CACHE_FORMAT, StageContext, files_upload, script_path
+
+SCRIPT = "rootfs.sh"
+
+
+class RootfsStage:
+    name = "rootfs"
+    outputs = ("rootfs.tar", "packages.tsv")
+
+    def key(self, ctx: StageContext) -> str:
+        fingerprint = (
+            Fingerprint(self.name)
+            .add_text("format", CACHE_FORMAT)
+            .add_json("debian", ctx.profile.debian.model_dump(mode="json"))
+            .add_json("rootfs", ctx.profile.rootfs.model_dump(mode="json"))
+            .add_json("archive", ctx.archive.identity())
+            .add_text("builder", ctx.builder.image_id)
+            .add_file("script", script_path(SCRIPT))
+        )
+        for entry in plan_overlays(ctx.profile):
+            fingerprint.add_json("overlay-entry", entry.as_json())
+            if entry.kind == "file":
+                fingerprint.add_file("overlay-data", entry.source)
+        return fingerprint.hexdigest()
+
+    def env(self, ctx: StageContext) -> dict[str, str]:
+        debian = ctx.profile.debian
+        return {
+            "SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
+            "BK_SUITE": debian.suite,
+            "BK_MIRROR": ctx.archive.mirror,
+            "BK_SNAPSHOT": debian.snapshot or "",
+            "BK_VARIANT": debian.variant,
+            "BK_ARCH": debian.architecture,
+            "BK_COMPONENTS": ",".join(debian.components),
+            "BK_PACKAGES": ",".join(ctx.profile.rootfs.packages),
+        }
+
+    def uploads(self, ctx: StageContext) -> list[Upload]:
+        overlay = overlay_archive(plan_overlays(ctx.profile), ctx.archive.source_date_epoch)
+        return [files_upload({SCRIPT: (script_path(SCRIPT).read_bytes(), 0o755),
+                              "overlay.tar": (overlay, 0o644)})]
+
+    def build(self, ctx: StageContext, scratch: Path) -> dict[str, Any]:
+        engine = ctx.runner.engine
+        assert engine is not None
+        command = ["/bootkiln/" + SCRIPT]
+        with engine.volume(self.name) as volume:
+            common = {"image": ctx.builder.tag, "volumes": {volume: "/work"}, "env": self.env(ctx),
+                      "uploads": self.uploads(ctx)}
+            ctx.runner.run(
+                [*command, "bootstrap"], stage=self.name, where=Builder(network="host", **common),
+                hint=f"mmdebstrap could not bootstrap {ctx.profile.debian.suite} from {ctx.archive.mirror}; "
+                "check debian.* and rootfs.packages in the profile, and the mirror",
+            )
+            ctx.runner.run(
+                [*command, "finalise"], stage=self.name,
+                where=Builder(network="none", collect=[("/work/out", scratch)], **common),
+                hint="overlaying or normalising the rootfs failed; check the profile's overlays",
+            )
+        return {"packages": len((scratch / "packages.tsv").read_text().splitlines())}

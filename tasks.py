@@ -1,0 +1,56 @@
+"""bootkiln tasks. Each one is a line or two: the work lives in src/bootkiln/."""
+
+from __future__ import annotations
+
+from invoke import Context, Exit, task
+
+from bootkiln import cli, devtasks
+
+PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise Exit(code=code)
+
+
+@task(help=PROFILE_HELP)
+def rootfs(c: Context, profile: str | None = None) -> None:
+    """Build the profile's Debian root filesystem tarball (cached by content)."""
+    _exit(cli.rootfs(profile))
+
+
+@task(help={**PROFILE_HELP, "pytest_args": "extra arguments for pytest, e.g. '-k overlay'"})
+def test_image(c: Context, profile: str | None = None, pytest_args: str = "") -> None:
+    """Run testinfra checks against the profile's built root filesystem."""
+    _exit(cli.test_image(profile, pytest_args.split()))
+
+
+@task(help=PROFILE_HELP)
+def builder(c: Context, profile: str | None = None) -> None:
+    """Make (or find) the builder container image the stages run in."""
+    _exit(cli.builder(profile))
+
+
+@task(help=PROFILE_HELP)
+def check_profile(c: Context, profile: str | None = None) -> None:
+    """Validate a profile and print it with every default filled in; starts no container."""
+    _exit(cli.check_profile(profile))
+
+
+@task
+def profiles(c: Context) -> None:
+    """List the profiles in profiles/."""
+    _exit(cli.list_profiles())
+
+
+@task(help={"docker": "also remove bootkiln's containers and volumes from the Docker engine"})
+def clean(c: Context, docker: bool = False) -> None:
+    """Empty the stage cache (and with --docker, leftover containers and volumes)."""
+    _exit(cli.clean(docker))
+
+
+@task(help={"pytest_args": "extra arguments for pytest, e.g. '-k cache -x'"})
+def test(c: Context, pytest_args: str = "") -> None:
+    """Run ruff, mypy and the whole pytest suite (unit and Docker tiers)."""
+    _exit(devtasks.run_tests(pytest_args.split()))
