@@ -45,18 +45,20 @@ class BuilderFactory:
     runner: Runner
     reporter: Reporter
 
-    def ensure(self, settings: BuilderSettings, archive: ArchiveState) -> BuilderImage:
+    def ensure(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[BuilderImage, bool]:
+        """The builder image for these settings, and whether it had to be built now."""
         base, recipe = self._base(settings, archive)
         docker_dir = project_root() / "docker"
         key = Fingerprint("builder").add_tree("docker", docker_dir).add_json("base", recipe).hexdigest()
         tag = f"{BUILDER_REPO}:{key[:20]}"
         image = self._local(tag)
+        built = image is None
         if image is None:
             self._build(docker_dir, tag, base, archive)
             image = self._local(tag)
             if image is None:
                 raise EnvironmentProblem(f"docker build reported success but {tag} is missing")
-        return BuilderImage(tag=tag, image_id=image.id, base=base, base_recipe=recipe)
+        return BuilderImage(tag=tag, image_id=image.id, base=base, base_recipe=recipe), built
 
     # --- base image ---------------------------------------------------------------------------
     def _base(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[str, dict[str, Any]]:

@@ -72,7 +72,7 @@ class StageCache:
             yield scratch
             record = {"stage": stage, "key": key, "created": time.time(), **metadata}
             (scratch / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-            _fsync_tree(scratch)
+            _seal_tree(scratch)
             final = self.entry_path(stage, key)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
@@ -80,7 +80,7 @@ class StageCache:
                 if self.lookup(stage, key):
                     return
                 shutil.rmtree(final)
-            os.rename(scratch, final)
+            scratch.rename(final)
             _fsync_dir(final.parent)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -90,12 +90,18 @@ class StageCache:
             shutil.rmtree(self.root)
 
 
-def _fsync_tree(root: Path) -> None:
+def _seal_tree(root: Path) -> None:
+    """Make files read-only and durable before the entry becomes visible.
+
+    Outputs in out/ are hard links to cache files, so read-only files keep an edit there from
+    silently changing what the cache serves to the next build.
+    """
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath, name)
             if path.is_symlink():
                 continue
+            path.chmod(path.stat().st_mode & ~0o222)
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import docker
 import docker.errors
+from docker.client import DockerClient, from_env
 from docker.context import ContextAPI
 from docker.models.containers import Container
 
@@ -41,7 +41,7 @@ CAPABILITIES = (
     "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
     "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
 )
-CAPS_REFUSED = re.compile(r"unable to apply caps|operation not permitted.*cap", re.IGNORECASE)
+CAPS_REFUSED = re.compile(r"unable to apply caps(: [a-z ]+)?", re.IGNORECASE)
 
 
 def missing_capabilities(status_text: str) -> list[str]:
@@ -131,7 +131,7 @@ class Upload:
 
 @dataclass
 class Engine:
-    client: docker.DockerClient
+    client: DockerClient
     endpoint: Endpoint
     warn: Callable[[str], None]
     _dropped_caps: list[str] | None = field(default=None)
@@ -164,9 +164,11 @@ class Engine:
         else:
             dropped = []
         self._dropped_caps = dropped or ["SYS_RESOURCE"]
+        refusal = CAPS_REFUSED.search(reason)
         self.warn(
-            f"the Docker engine refused privileged containers ({reason.strip()[:120]}); "
-            f"using all capabilities except {', '.join(self._dropped_caps)} instead"
+            f"the Docker engine refused a privileged container ({refusal.group(0) if refusal else reason[:80]}); "
+            f"using all capabilities except {', '.join(self._dropped_caps)} instead, "
+            "as the host's capability bounding set lacks them"
         )
 
     # --- containers -------------------------------------------------------------------------
@@ -321,9 +323,9 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
     endpoint = resolve_endpoint(environ)
     try:
         if endpoint.origin == "DOCKER_HOST":
-            client = docker.from_env(environment=dict(environ), use_ssh_client=endpoint.url.startswith("ssh://"))
+            client = from_env(environment=dict(environ), use_ssh_client=endpoint.url.startswith("ssh://"))
         else:
-            client = docker.DockerClient(base_url=endpoint.url, tls=endpoint.tls,
+            client = DockerClient(base_url=endpoint.url, tls=endpoint.tls,
                                          use_ssh_client=endpoint.url.startswith("ssh://"))
         client.ping()
     except Exception as exc:  # docker-py raises several unrelated types for "cannot connect"

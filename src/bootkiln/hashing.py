@@ -44,7 +44,7 @@ class Fingerprint:
 
     def add_tree(self, label: str, root: Path) -> Fingerprint:
         """Paths, types, executable bits, symlink targets and contents of every file under root."""
-        entries = []
+        entries: list[list[str | bool]] = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             for name in sorted([*dirnames, *filenames]):
@@ -52,7 +52,7 @@ class Fingerprint:
                 rel = path.relative_to(root).as_posix()
                 info = path.lstat()
                 if stat.S_ISLNK(info.st_mode):
-                    entries.append(["link", rel, os.readlink(path)])
+                    entries.append(["link", rel, str(path.readlink())])
                 elif stat.S_ISDIR(info.st_mode):
                     entries.append(["dir", rel])
                 else:

@@ -62,7 +62,7 @@ def plan_overlays(profile: Profile) -> list[OverlayEntry]:
 def _default_entry(image_path: str, source: Path) -> OverlayEntry:
     info = source.lstat()
     if stat.S_ISLNK(info.st_mode):
-        return OverlayEntry(image_path, "link", 0o777, 0, 0, source, os.readlink(source))
+        return OverlayEntry(image_path, "link", 0o777, 0, 0, source, str(source.readlink()))
     if stat.S_ISDIR(info.st_mode):
         return OverlayEntry(image_path, "dir", 0o755, 0, 0, source)
     if stat.S_ISREG(info.st_mode):

@@ -60,7 +60,8 @@ class Build:
     def builder(self) -> BuilderImage:
         with self.reporter.stage("builder") as progress:
             factory = BuilderFactory(self.engine, self.runner, self.reporter)
-            image = factory.ensure(self.profile.builder, self._builder_archive())
+            image, built = factory.ensure(self.profile.builder, self._builder_archive())
+            progress.cached = not built
             progress.note = image.tag
         return image
 
@@ -141,10 +142,10 @@ def _place(source: Path, destination: Path) -> None:
         import shutil
 
         shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
+    temporary.replace(destination)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     temporary.write_text(text)
-    os.replace(temporary, path)
+    temporary.replace(path)

@@ -31,7 +31,7 @@ def test_overlay_entry_is_in_place(host: Any, overlay_entry: dict[str, Any]) -> 
     target = host.file(overlay_entry["path"])
     assert target.exists or target.is_symlink, f"{overlay_entry['path']} is missing"
     if overlay_entry["kind"] == "link":
-        assert target.is_symlink and target.linked_to == overlay_entry["target"] or \
+        assert (target.is_symlink and target.linked_to == overlay_entry["target"]) or \
             host.run("readlink %s", overlay_entry["path"]).stdout.strip() == overlay_entry["target"]
         return
     if overlay_entry["kind"] == "dir":

@@ -7,6 +7,7 @@ reproducible, and it needs no loop devices or host paths.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ SCRIPT = "rootfs.sh"
 
 class RootfsStage:
     name = "rootfs"
-    outputs = ("rootfs.tar", "packages.tsv")
+    outputs: tuple[str, ...] = ("rootfs.tar", "packages.tsv")
 
     def key(self, ctx: StageContext) -> str:
         fingerprint = (
@@ -62,16 +63,16 @@ class RootfsStage:
         assert engine is not None
         command = ["/bootkiln/" + SCRIPT]
         with engine.volume(self.name) as volume:
-            common = {"image": ctx.builder.tag, "volumes": {volume: "/work"}, "env": self.env(ctx),
-                      "uploads": self.uploads(ctx)}
+            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=self.env(ctx),
+                             uploads=self.uploads(ctx))
             ctx.runner.run(
-                [*command, "bootstrap"], stage=self.name, where=Builder(network="host", **common),
+                [*command, "bootstrap"], stage=self.name, where=online,
                 hint=f"mmdebstrap could not bootstrap {ctx.profile.debian.suite} from {ctx.archive.mirror}; "
                 "check debian.* and rootfs.packages in the profile, and the mirror",
             )
             ctx.runner.run(
                 [*command, "finalise"], stage=self.name,
-                where=Builder(network="none", collect=[("/work/out", scratch)], **common),
+                where=replace(online, network="none", collect=[("/work/out", scratch)]),
                 hint="overlaying or normalising the rootfs failed; check the profile's overlays",
             )
         return {"packages": len((scratch / "packages.tsv").read_text().splitlines())}

@@ -1,0 +1,32 @@
+"""Unit tier fixtures: no Docker, no network, no root; everything lives in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+WriteProfile = Callable[[str], Path]
+
+
+@pytest.fixture
+def write_profile(tmp_path: Path) -> WriteProfile:
+    """Write TOML text to tmp_path/profile.toml and return the file's resolved path."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "profile.toml"
+        path.write_text(text, encoding="utf-8")
+        return path.resolve()
+
+    return write
+
+
+@pytest.fixture
+def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in checkout (BOOTKILN_HOME) whose profiles/ and overlays/ the test controls."""
+    home = tmp_path / "home"
+    for folder in ("scripts", "docker", "profiles", "overlays"):
+        (home / folder).mkdir(parents=True)
+    monkeypatch.setenv("BOOTKILN_HOME", str(home))
+    return home

@@ -1,0 +1,193 @@
+"""The stage cache: entries appear only when complete, killed builds leave nothing that looks finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bootkiln.cache import ENTRY_FILE, StageCache
+
+KEY = "0123456789abcdef" * 4
+OTHER_KEY = "fedcba9876543210" * 4
+
+
+def scratch_dirs(cache: StageCache) -> list[Path]:
+    folder = cache.root / "tmp"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def start_child(script: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_line(child: subprocess.Popen[str], expected: str) -> None:
+    assert child.stdout is not None
+    line = child.stdout.readline().strip()
+    assert line == expected, f"child said {line!r}{child.stdout.read()}"
+
+
+def test_writer_renames_into_place_only_on_clean_exit(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    with cache.writer("rootfs", KEY, {"note": "hello"}) as scratch:
+        assert scratch.parent == cache.root / "tmp"
+        (scratch / "rootfs.tar").write_bytes(b"data")
+        assert cache.lookup("rootfs", KEY) is None
+        assert not cache.entry_path("rootfs", KEY).exists()
+    entry = cache.lookup("rootfs", KEY)
+    assert entry == tmp_path / "cache" / "stages" / "rootfs" / KEY
+    assert (entry / "rootfs.tar").read_bytes() == b"data"
+    metadata = cache.metadata(entry)
+    assert metadata["stage"] == "rootfs"
+    assert metadata["key"] == KEY
+    assert metadata["note"] == "hello"
+    assert isinstance(metadata["created"], float)
+    assert not scratch.exists()
+    assert scratch_dirs(cache) == []
+
+
+def test_exception_in_writer_leaves_no_entry_and_no_scratch(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="stage broke"), cache.writer("rootfs", KEY, {}) as scratch:
+        (scratch / "rootfs.tar").write_bytes(b"half")
+        raise RuntimeError("stage broke")
+    assert cache.lookup("rootfs", KEY) is None
+    assert not cache.entry_path("rootfs", KEY).exists()
+    assert scratch_dirs(cache) == []
+
+
+def test_keyboard_interrupt_in_writer_leaves_nothing_either(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt), cache.writer("rootfs", KEY, {}) as scratch:
+        (scratch / "rootfs.tar").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert cache.lookup("rootfs", KEY) is None
+    assert scratch_dirs(cache) == []
+
+
+def test_lookup_ignores_a_folder_without_entry_json(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    debris = cache.entry_path("rootfs", KEY)
+    debris.mkdir(parents=True)
+    (debris / "rootfs.tar").write_bytes(b"old")
+    assert cache.lookup("rootfs", KEY) is None
+    (debris / ENTRY_FILE).mkdir()  # not a file either
+    assert cache.lookup("rootfs", KEY) is None
+
+
+def test_writer_replaces_debris_but_keeps_a_complete_entry(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    debris = cache.entry_path("rootfs", KEY)
+    debris.mkdir(parents=True)
+    (debris / "stale").write_text("x")
+    with cache.writer("rootfs", KEY, {"n": 1}) as scratch:
+        (scratch / "out").write_text("first")
+    entry = cache.lookup("rootfs", KEY)
+    assert entry is not None
+    assert not (entry / "stale").exists()
+    with cache.writer("rootfs", KEY, {"n": 2}) as scratch:
+        (scratch / "out").write_text("second")
+    assert (entry / "out").read_text() == "first"
+    assert cache.metadata(entry)["n"] == 1
+    assert scratch_dirs(cache) == []
+
+
+def test_next_writer_removes_leftovers_of_its_own_key_only(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    mine = cache.root / "tmp" / f"rootfs-{KEY[:16]}-deadbeef"
+    theirs = cache.root / "tmp" / f"rootfs-{OTHER_KEY[:16]}-deadbeef"
+    for leftover in (mine, theirs):
+        (leftover / "sub").mkdir(parents=True)
+        (leftover / "sub" / "big.bin").write_bytes(b"\0" * 1024)
+    with cache.writer("rootfs", KEY, {}) as scratch:
+        assert not mine.exists()
+        assert theirs.exists()
+        (scratch / "out").write_text("ok")
+    assert cache.lookup("rootfs", KEY) is not None
+    assert scratch_dirs(cache) == [theirs]
+
+
+def test_lock_is_immediate_when_free(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    with cache.lock("rootfs", KEY) as waited:
+        assert waited is False
+    with cache.lock("rootfs", KEY) as waited:
+        assert waited is False
+
+
+def test_lock_waits_for_another_process(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    hold = 0.4
+    child = start_child(f"""
+        import time
+        from pathlib import Path
+        from bootkiln.cache import StageCache
+        with StageCache(Path({str(root)!r})).lock("rootfs", {KEY!r}):
+            print("locked", flush=True)
+            time.sleep({hold})
+    """)
+    try:
+        wait_for_line(child, "locked")
+        start = time.monotonic()
+        with StageCache(root).lock("rootfs", KEY) as waited:
+            elapsed = time.monotonic() - start
+            assert waited is True
+            assert elapsed > hold / 2
+        with StageCache(root).lock("rootfs", OTHER_KEY) as waited:
+            assert waited is False
+        assert child.wait(timeout=10) == 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_build_killed_mid_write_leaves_no_entry_and_the_next_one_succeeds(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    child = start_child(f"""
+        import os
+        from pathlib import Path
+        from bootkiln.cache import StageCache
+        with StageCache(Path({str(root)!r})).writer("rootfs", {KEY!r}, {{}}) as scratch:
+            with (scratch / "rootfs.tar").open("wb") as handle:
+                block = b"x" * (1 << 20)
+                handle.write(block)
+                handle.flush()
+                print("writing", flush=True)
+                for _ in range(256):
+                    handle.write(block)
+                    handle.flush()
+                while True:
+                    os.pause()
+    """)
+    try:
+        wait_for_line(child, "writing")
+        cache = StageCache(root)
+        assert cache.lookup("rootfs", KEY) is None
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait()
+    assert cache.lookup("rootfs", KEY) is None
+    assert not cache.entry_path("rootfs", KEY).exists()
+    [leftover] = scratch_dirs(cache)
+    assert leftover.name.startswith(f"rootfs-{KEY[:16]}-")
+    assert (leftover / "rootfs.tar").stat().st_size >= 1 << 20
+
+    with cache.lock("rootfs", KEY) as waited:
+        assert waited is False  # the killed process's lock died with it
+        with cache.writer("rootfs", KEY, {"attempt": 2}) as scratch:
+            (scratch / "rootfs.tar").write_bytes(b"complete")
+    entry = cache.lookup("rootfs", KEY)
+    assert entry is not None
+    assert (entry / "rootfs.tar").read_bytes() == b"complete"
+    assert json.loads((entry / ENTRY_FILE).read_text())["attempt"] == 2
+    assert scratch_dirs(cache) == []
