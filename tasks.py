@@ -56,3 +56,16 @@ def clean(c: Context, docker: bool = False) -> None:
 def test(c: Context, pytest_args: str = "") -> None:
     """Run ruff, mypy and the whole pytest suite (unit and Docker tiers)."""
     _exit(devtasks.run_tests(pytest_args.split()))
+
+
+@task(help=PROFILE_HELP)
+def build_iso(c: Context, profile: str | None = None) -> None:
+    """Build the profile's hybrid BIOS/UEFI ISO (busybox, kernel, initramfs, boot files, pycdlib)."""
+    _exit(cli.build_iso(profile))
+
+
+@task(help={**PROFILE_HELP, "mode": "boot only these modes: bios-cd, bios-usb, uefi-cd, uefi-usb (repeatable)"},
+      iterable=["mode"])
+def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = None) -> None:
+    """Boot the profile's ISO in QEMU (BIOS/UEFI, CD/USB) and wait for the marker on the serial console."""
+    _exit(cli.boot_test(profile, mode or []))

@@ -11,7 +11,11 @@ PACKAGES=(
     docker.io       # the engine (dockerd) and CLI; testinfra's docker backend uses the CLI
     mmdebstrap      # makes the builder's Debian base where no registry is reachable
     uidmap          # lets mmdebstrap run unprivileged on hosts where that is wanted
+    qemu-system-x86 # boot tests: BIOS (SeaBIOS) and
+    ovmf            #   UEFI firmware
+    qemu-utils
     python3-venv
+    cpio            # the unit tests read bootkiln's own cpio writer back with GNU cpio
     ca-certificates
 )
 

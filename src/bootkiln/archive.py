@@ -55,7 +55,9 @@ def snapshot_epoch(snapshot: str) -> int:
 def release_date(release_text: str) -> int:
     for line in release_text.splitlines():
         if line.startswith("Date:"):
-            return int(parsedate_to_datetime(line.split(":", 1)[1].strip()).timestamp())
+            moment = parsedate_to_datetime(line.split(":", 1)[1].strip())
+            # "-0000" parses as naive; the archive means UTC, never the build host's zone.
+            return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
     raise EnvironmentProblem("the archive's Release file has no Date field",
                              hint="is the mirror a Debian archive?")
 

@@ -43,6 +43,34 @@ def rootfs(profile_ref: str | None) -> int:
     return guarded(action)
 
 
+def build_iso(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        result = build.iso()
+        iso = build.workspace.output_dir(build.profile.name) / "boot.iso"
+        size = result.metadata["bytes"]
+        reporter.info(f"ISO: {iso}\n  size {size:,} bytes ({size / 1048576:.2f} MiB)\n"
+                      f"  sha256 {result.metadata['sha256']['boot.iso']}\n  manifest {iso.parent / 'manifest.json'}")
+        reporter.summary()
+
+    return guarded(action)
+
+
+def boot_test(profile_ref: str | None, modes: list[str]) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.boottest import boot_test as run_boots
+        from bootkiln.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        build.iso()
+        run_boots(build, modes)
+        reporter.summary()
+
+    return guarded(action)
+
+
 def test_image(profile_ref: str | None, pytest_args: list[str]) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.imagetest import test_image as run_checks

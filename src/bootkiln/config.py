@@ -11,9 +11,9 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
 from bootkiln.errors import InputError
 from bootkiln.paths import project_root
@@ -86,6 +86,83 @@ class RootfsSettings(StrictModel):
         return value
 
 
+DEFAULT_MODULES = [
+    # virtual disks and NICs of KVM/QEMU, Xen and Nitro (EC2)
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "nvme", "ena", "xen-blkfront", "xen-netfront",
+    # filesystems the images read or make
+    "ext4", "vfat", "iso9660", "squashfs", "overlay",
+]
+KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64", "i386": "686-pae", "armhf": "armmp",
+                   "ppc64el": "powerpc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+class KernelSettings(StrictModel):
+    """Where the kernel comes from (never installed: unpacked), and which modules the image carries."""
+
+    package: str | None = Field(default=None, description="default: linux-image-<flavour> of the suite")
+    deb: str | None = Field(default=None, description="a local .deb, relative to the profile")
+    apt_source: str | None = Field(default=None, description="a sources.list line to take the package from")
+    modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
+        default_factory=lambda: list(DEFAULT_MODULES))
+
+    @field_validator("apt_source")
+    @classmethod
+    def _apt_source_line(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^deb (\[[^\]]*\] )?(https?|file)://\S+ \S+( [\w-]+)+$", value):
+            raise ValueError(f"apt_source must be a line like 'deb http://deb.debian.org/debian "
+                             f"bookworm-backports main', got {value!r}")
+        return value
+
+
+Applet = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\[-]+$")]
+BASE_APPLETS = [
+    # what /init and the rescue stage use
+    "sh", "mount", "umount", "mkdir", "mknod", "ln", "cat", "echo", "sleep", "modprobe", "switch_root", "setsid",
+    "cttyhack", "udhcpc", "ip", "ifconfig", "route", "hostname", "init", "getty", "poweroff", "reboot", "dmesg",
+    # what a rescue or installer shell needs
+    "wget", "fdisk", "mkfs.ext2", "mkfs.vfat", "blkid", "tar", "gzip", "xz", "cpio", "sha256sum", "vi", "sed",
+    "awk", "grep", "find", "dd", "chroot", "ps", "kill", "less", "nc", "nslookup", "ping",
+]
+
+
+class BusyboxSettings(StrictModel):
+    config: str = Field(default="busybox.config", description="relative to the profile, then configs/")
+    applets: list[Applet] = Field(default_factory=lambda: list(BASE_APPLETS))
+
+
+class InitramfsSettings(StrictModel):
+    compression: Literal["gzip", "xz", "zstd"] = "xz"
+    overlays: list[str] = Field(default_factory=lambda: ["initramfs-base"])
+    attrs: dict[str, FileAttrs] = Field(default_factory=dict)
+    stage: Word = Field(default="rescue", description="what /init runs: lib/bootkiln/stages/<stage>")
+    max_size: ByteSize | None = None
+
+
+class IsoSettings(StrictModel):
+    label: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,32}$")] = "BOOTKILN"
+    cmdline: str = "console=tty0 console=ttyS0,115200"
+    max_size: ByteSize | None = None
+
+    @field_validator("cmdline")
+    @classmethod
+    def _cmdline_is_one_line(cls, value: str) -> str:
+        if "\n" in value or len(value) > 1024:
+            raise ValueError("cmdline is one line of at most 1024 characters")
+        return value
+
+
+BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb"]
+BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
+
+
+class BootSettings(StrictModel):
+    """How `invoke boot-test` boots the image."""
+
+    timeout: int = Field(default=240, ge=10, description="seconds to wait for the marker per boot")
+    memory: int = Field(default=512, ge=128, description="guest memory in MiB")
+    modes: list[BootMode] = Field(default_factory=lambda: list(BOOT_MODES))
+
+
 class BuilderSettings(StrictModel):
     """Where the builder container's Debian base comes from."""
 
@@ -101,10 +178,15 @@ class ChecksSettings(StrictModel):
 
 
 class Profile(StrictModel):
-    name: str = DEFAULT_PROFILE
+    name: Word = DEFAULT_PROFILE
     description: str = "minimal Debian, built-in defaults"
     debian: DebianSettings = Field(default_factory=DebianSettings)
     rootfs: RootfsSettings = Field(default_factory=RootfsSettings)
+    kernel: KernelSettings = Field(default_factory=KernelSettings)
+    busybox: BusyboxSettings = Field(default_factory=BusyboxSettings)
+    initramfs: InitramfsSettings = Field(default_factory=InitramfsSettings)
+    iso: IsoSettings = Field(default_factory=IsoSettings)
+    boot: BootSettings = Field(default_factory=BootSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
     source: Path | None = Field(default=None, exclude=True)
@@ -160,7 +242,7 @@ def load_profile(ref: str | None = None) -> Profile:
         profile = Profile.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise InputError(f"{path}: invalid profile\n" + describe_validation_errors(exc),
-                         hint="see profiles/README.md (or `invoke profile-schema`) for every key") from None
+                         hint="profiles/README.md lists every key; `invoke check-profile` shows the defaults") from None
     check_references(profile)
     return profile
 
@@ -175,16 +257,22 @@ def describe_validation_errors(exc: ValidationError) -> str:
             lines.append(f"  key '{key}': unknown key (allowed here: {allowed})")
         else:
             given = error.get("input")
-            shown = f" (got {given!r})" if not isinstance(given, dict) else ""
-            lines.append(f"  key '{key}': {error['msg']}{shown}")
+            # Our own validators already quote the value in their message.
+            quoted = error["type"] == "value_error" or isinstance(given, dict)
+            lines.append(f"  key '{key}': {error['msg']}{'' if quoted else f' (got {given!r})'}")
     return "\n".join(lines)
 
 
 def allowed_keys(parent: list[str]) -> list[str]:
     """The field names valid at a dotted location of the profile, for error messages."""
     model: type[BaseModel] = Profile
-    for part in parent:
+    parts = iter(parent)
+    for part in parts:
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if get_origin(annotation) is dict:
+            # attrs-like tables: the next location part is a user's key, then the value model's fields.
+            annotation = get_args(annotation)[1]
+            next(parts, None)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:
@@ -195,19 +283,45 @@ def allowed_keys(parent: list[str]) -> list[str]:
 def check_references(profile: Profile) -> None:
     """Files a profile names must exist before any container starts."""
     for name in profile.rootfs.overlays:
-        overlay_dir(profile, name)
+        overlay_dir(profile, name, "rootfs.overlays")
+    for name in profile.initramfs.overlays:
+        overlay_dir(profile, name, "initramfs.overlays")
+    busybox_config(profile)
+    kernel_deb(profile)
     for rel in profile.checks.paths:
         if not (profile.base_dir / rel).exists():
             raise InputError(f"{profile.source}: key 'checks.paths': {rel!r} does not exist "
                              f"(relative to {profile.base_dir})")
 
 
-def overlay_dir(profile: Profile, name: str) -> Path:
+def overlay_dir(profile: Profile, name: str, key: str = "rootfs.overlays") -> Path:
     """An overlay is a folder under overlays/, or a path relative to the profile file."""
     local = profile.base_dir / name
     for candidate in (local, project_root() / "overlays" / name):
         if candidate.is_dir():
             return candidate.resolve()
     where = profile.source or "built-in default profile"
-    raise InputError(f"{where}: key 'rootfs.overlays': overlay {name!r} not found",
+    raise InputError(f"{where}: key '{key}': overlay {name!r} not found",
                      hint=f"create overlays/{name}/ or fix the name")
+
+
+def _profile_file(profile: Profile, relative: str, fallback_dir: str, key: str) -> Path:
+    for candidate in (profile.base_dir / relative, project_root() / fallback_dir / relative):
+        if candidate.is_file():
+            return candidate.resolve()
+    where = profile.source or "built-in default profile"
+    raise InputError(f"{where}: key {key!r}: file {relative!r} not found",
+                     hint=f"give a path relative to the profile, or a file in {fallback_dir}/")
+
+
+def busybox_config(profile: Profile) -> Path:
+    return _profile_file(profile, profile.busybox.config, "configs", "busybox.config")
+
+
+def kernel_deb(profile: Profile) -> Path | None:
+    deb = profile.kernel.deb
+    return _profile_file(profile, deb, "debs", "kernel.deb") if deb else None
+
+
+def kernel_package(profile: Profile) -> str:
+    return profile.kernel.package or f"linux-image-{KERNEL_FLAVOURS[profile.debian.architecture]}"

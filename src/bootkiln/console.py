@@ -60,7 +60,7 @@ class Reporter:
             raise
         elapsed = time.monotonic() - start
         self.timings.append(StageTiming(name, elapsed, progress.cached))
-        how = "from cache" if progress.cached else "built"
+        how = "from cache" if progress.cached else progress.verb
         note = f" [dim]{escape(progress.note)}[/]" if progress.note else ""
         self.console.print(f"[bold green]✔[/] [bold]{escape(name)}[/] {how} in {elapsed:.1f}s{note}")
 
@@ -82,3 +82,4 @@ class StageProgress:
     name: str
     cached: bool = False
     note: str = ""
+    verb: str = "built"

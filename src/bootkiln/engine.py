@@ -7,6 +7,7 @@ context) works the same as the local socket.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -22,8 +23,8 @@ from typing import Any, Literal
 
 import docker.errors
 from docker.client import DockerClient, from_env
-from docker.context import ContextAPI
 from docker.models.containers import Container
+from docker.tls import TLSConfig
 
 from bootkiln.errors import EnvironmentProblem, InputError
 
@@ -68,23 +69,39 @@ def resolve_endpoint(environ: Mapping[str, str] = os.environ) -> Endpoint:
     """The engine the docker CLI would talk to: DOCKER_HOST, else DOCKER_CONTEXT or the current context."""
     if environ.get("DOCKER_HOST"):
         return Endpoint(environ["DOCKER_HOST"], "DOCKER_HOST")
-    name = environ.get("DOCKER_CONTEXT") or _current_context(environ)
+    config_dir = Path(environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
+    name = environ.get("DOCKER_CONTEXT") or _current_context(config_dir)
     if name and name != "default":
-        context = ContextAPI.get_context(name)
-        if context is None:
-            raise InputError(f"Docker context {name!r} does not exist",
-                             hint="list contexts with `docker context ls`")
-        return Endpoint(context.Host or DEFAULT_SOCKET, f"Docker context {name!r}", context.TLSConfig)
+        return _context_endpoint(config_dir, name)
     return Endpoint(DEFAULT_SOCKET, "default socket")
 
 
-def _current_context(environ: Mapping[str, str]) -> str | None:
-    config_dir = Path(environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
+def _current_context(config_dir: Path) -> str | None:
     try:
         current = json.loads((config_dir / "config.json").read_text()).get("currentContext")
     except (OSError, ValueError):
         return None
     return current if isinstance(current, str) else None
+
+
+def _context_endpoint(config_dir: Path, name: str) -> Endpoint:
+    """Read a context as the docker CLI stores it (contexts/meta/<sha256 of name>/meta.json)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    try:
+        meta = json.loads((config_dir / "contexts" / "meta" / digest / "meta.json").read_text())
+        docker_endpoint = meta["Endpoints"]["docker"]
+        host = str(docker_endpoint["Host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"Docker context {name!r} does not exist (or has no docker endpoint) in {config_dir}",
+                         hint="list contexts with `docker context ls`") from None
+    tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
+    tls = None
+    if (tls_dir / "cert.pem").is_file():
+        ca = tls_dir / "ca.pem"
+        tls = TLSConfig(client_cert=(str(tls_dir / "cert.pem"), str(tls_dir / "key.pem")),
+                        ca_cert=str(ca) if ca.is_file() else None,
+                        verify=not docker_endpoint.get("SkipTLSVerify", False))
+    return Endpoint(host, f"Docker context {name!r}", tls)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -114,9 +131,14 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     pending = b""
     for chunk in chunks:
         pending += chunk
-        *lines, pending = re.split(rb"\r\n|\n|\r", pending)
+        # A trailing \r may be the first half of a \r\n split across chunks: wait for more.
+        held = pending.endswith(b"\r")
+        *lines, pending = re.split(rb"\r\n|\n|\r", pending[:-1] if held else pending)
+        if held:
+            pending += b"\r"
         for line in lines:
             yield line.decode("utf-8", "replace")
+    pending = pending.rstrip(b"\r")
     if pending:
         yield pending.decode("utf-8", "replace")
 

@@ -34,25 +34,26 @@ class OverlayEntry:
                 "gid": self.gid, "target": self.target}
 
 
-def plan_overlays(profile: Profile) -> list[OverlayEntry]:
-    """Every path the profile's overlays put in the image, with its final mode and owner."""
+def plan_overlays(profile: Profile, part: Literal["rootfs", "initramfs"] = "rootfs") -> list[OverlayEntry]:
+    """Every path the profile's overlays put in the rootfs (or initramfs), with its final mode and owner."""
+    settings = profile.rootfs if part == "rootfs" else profile.initramfs
     merged: dict[str, OverlayEntry] = {}
-    for name in profile.rootfs.overlays:
-        root = overlay_dir(profile, name)
+    for name in settings.overlays:
+        root = overlay_dir(profile, name, f"{part}.overlays")
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             for entry_name in sorted([*dirnames, *filenames]):
                 source = Path(dirpath, entry_name)
                 image_path = "/" + source.relative_to(root).as_posix()
                 merged[image_path] = _default_entry(image_path, source)
-    unknown = sorted(set(profile.rootfs.attrs) - set(merged))
+    unknown = sorted(set(settings.attrs) - set(merged))
     if unknown:
         raise InputError(
-            f"{profile.source or 'built-in profile'}: key 'rootfs.attrs' names paths no overlay provides: "
+            f"{profile.source or 'built-in profile'}: key '{part}.attrs' names paths no overlay provides: "
             + ", ".join(unknown),
             hint="attrs set modes of overlay files; check the path or add the file to an overlay",
         )
-    for path, attrs in profile.rootfs.attrs.items():
+    for path, attrs in settings.attrs.items():
         entry = merged[path]
         merged[path] = OverlayEntry(path, entry.kind, int(attrs.mode, 8), attrs.uid, attrs.gid, entry.source,
                                     entry.target)

@@ -20,12 +20,33 @@ from bootkiln.cache import StageCache
 from bootkiln.config import Profile
 from bootkiln.console import Reporter
 from bootkiln.engine import Engine, connect
+from bootkiln.errors import InputError
 from bootkiln.hashing import sha256_file
 from bootkiln.overlay import plan_overlays
 from bootkiln.paths import Workspace
 from bootkiln.runner import Runner
-from bootkiln.stages.base import Stage, StageContext, StageResult
+from bootkiln.stages.base import Inputs, Stage, StageContext, StageResult
+from bootkiln.stages.bootloader import BootloaderStage
+from bootkiln.stages.busybox import BusyboxStage, check_config
+from bootkiln.stages.initramfs import InitramfsStage
+from bootkiln.stages.iso import IsoStage
+from bootkiln.stages.kernel import KernelStage
 from bootkiln.stages.rootfs import RootfsStage
+
+STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
+    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage)}
+
+
+def preflight(profile: Profile) -> None:
+    """Everything that can be checked without Docker or the network, checked before either is touched."""
+    plan_overlays(profile, "rootfs")
+    initramfs_paths = {entry.path for entry in plan_overlays(profile, "initramfs")}
+    stage = f"/lib/bootkiln/stages/{profile.initramfs.stage}"
+    if stage not in initramfs_paths:
+        raise InputError(f"{profile.source or 'built-in profile'}: key 'initramfs.stage': no {stage} in the "
+                         f"initramfs overlays {profile.initramfs.overlays}",
+                         hint="add the stage script to an initramfs overlay, or pick an existing stage")
+    check_config(profile)
 
 
 class Build:
@@ -36,8 +57,7 @@ class Build:
         self.reporter = reporter or Reporter()
         self.cache = StageCache(self.workspace.cache)
         self.results: dict[str, StageResult] = {}
-        # Everything that can be checked without Docker or the network is checked now.
-        plan_overlays(profile)
+        preflight(profile)
 
     @cached_property
     def engine(self) -> Engine:
@@ -71,12 +91,17 @@ class Build:
             return self.archive
         return resolve_archive(debian.model_copy(update={"suite": self.profile.builder.suite}))
 
-    def context(self) -> StageContext:
-        return StageContext(self.profile, self.archive, self.builder, self.runner, self.reporter)
+    def stage(self, name: str) -> StageResult:
+        """The stage's result, running what it requires first; each stage runs at most once per build."""
+        if name not in self.results:
+            stage = STAGES[name]()
+            inputs = {required: self.stage(required) for required in stage.requires}
+            self.results[name] = self._run_stage(stage, inputs)
+        return self.results[name]
 
-    def run_stage(self, stage: Stage) -> StageResult:
-        ctx = self.context()
-        key = stage.key(ctx)
+    def _run_stage(self, stage: Stage, inputs: Inputs) -> StageResult:
+        ctx: StageContext = self
+        key = stage.key(ctx, inputs)
         with self.reporter.stage(stage.name, f"key {key[:12]}") as progress:
             entry = self.cache.lookup(stage.name, key)
             if entry is None:
@@ -86,7 +111,7 @@ class Build:
                     entry = self.cache.lookup(stage.name, key)
                     if entry is None:
                         with self.cache.writer(stage.name, key, {}) as scratch:
-                            metadata = stage.build(ctx, scratch)
+                            metadata = stage.build(ctx, inputs, scratch)
                             metadata["sha256"] = {name: sha256_file(scratch / name) for name in stage.outputs}
                             (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
                         entry = self.cache.lookup(stage.name, key)
@@ -95,13 +120,16 @@ class Build:
                         progress.cached = True
             else:
                 progress.cached = True
-            result = StageResult(stage.name, key, entry, progress.cached,
-                                 json.loads((entry / "stage.json").read_text()))
-        self.results[stage.name] = result
-        return result
+            return StageResult(stage.name, key, entry, progress.cached,
+                               json.loads((entry / "stage.json").read_text()))
 
     def rootfs(self) -> StageResult:
-        result = self.run_stage(RootfsStage())
+        result = self.stage("rootfs")
+        self.publish()
+        return result
+
+    def iso(self) -> StageResult:
+        result = self.stage("iso")
         self.publish()
         return result
 

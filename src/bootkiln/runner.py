@@ -6,18 +6,30 @@ command line you can copy, with the exit status, the last lines of output and a 
 
 from __future__ import annotations
 
+import os
+import queue
 import shlex
 import subprocess
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootkiln.console import Reporter
-from bootkiln.engine import Engine, Network, Upload
+from bootkiln.engine import Engine, Network, Upload, split_lines
 from bootkiln.errors import CommandFailed, EnvironmentProblem
 
 TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    matched: bool
+    seconds: float
+    tail: list[str]
+    status: int | None  # None: still running when stopped
 
 
 def format_argv(argv: Sequence[str]) -> str:
@@ -79,9 +91,62 @@ class Runner:
                                 tail=list(tail), hint=hint)
         return captured
 
+    def watch(self, argv: Sequence[str], *, stage: str, until: Callable[[str], bool], timeout: float,
+              clean: Callable[[str], str] = lambda line: line, quiet: bool = False) -> WatchResult:
+        """Run a long-lived host command (a VM) until a line satisfies `until`, it exits, or time runs out.
+
+        The command is stopped afterwards in every case; its output streams with the stage prefix.
+        """
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        lines: queue.Queue[str | None] = queue.Queue()
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise EnvironmentProblem(f"command not found: {argv[0]}") from None
+
+        def pump() -> None:
+            stream = process.stdout
+            assert stream is not None
+            # os.read returns what is there, so a VM's partial line is not held back.
+            for raw in split_lines(iter(lambda: os.read(stream.fileno(), 65536), b"")):
+                lines.put(raw)
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        matched = False
+        try:
+            while (remaining := timeout - (time.monotonic() - started)) > 0:
+                try:
+                    raw = lines.get(timeout=min(remaining, 1.0))
+                except queue.Empty:
+                    continue
+                if raw is None:
+                    break
+                text = clean(raw)
+                if not text.strip():
+                    continue
+                tail.append(text)
+                if not quiet:
+                    self.reporter.line(stage, text)
+                if until(text):
+                    matched = True
+                    break
+        finally:
+            elapsed = time.monotonic() - started
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            reader.join(timeout=5)
+        return WatchResult(matched, elapsed, list(tail), process.returncode if not matched else None)
+
     @staticmethod
     def _run_on_host(argv: Sequence[str], where: Host, on_line: Callable[[str], None], missing_hint: str) -> int:
         pipe = None if where.passthrough else subprocess.PIPE
+        if where.cwd is not None and not where.cwd.is_dir():
+            raise EnvironmentProblem(f"cannot run {argv[0]}: working folder {where.cwd} does not exist")
         try:
             process = subprocess.Popen(
                 list(argv), cwd=where.cwd, env=dict(where.env) if where.env is not None else None,
@@ -90,6 +155,9 @@ class Runner:
         except FileNotFoundError:
             raise EnvironmentProblem(f"command not found: {argv[0]}",
                                      hint=missing_hint or f"install {argv[0]} on this host") from None
+        except PermissionError as exc:
+            raise EnvironmentProblem(f"cannot execute {argv[0]}: {exc.strerror}",
+                                     hint="check the file's executable bit and the folder's permissions") from None
         with process:
             for raw in process.stdout or ():
                 on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 WriteProfile = Callable[[str], Path]
+
+
+@pytest.fixture(autouse=True)
+def checkout_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see this checkout, whatever BOOTKILN_HOME the caller's shell has."""
+    monkeypatch.delenv("BOOTKILN_HOME", raising=False)
 
 
 @pytest.fixture
@@ -26,7 +33,9 @@ def write_profile(tmp_path: Path) -> WriteProfile:
 def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in checkout (BOOTKILN_HOME) whose profiles/ and overlays/ the test controls."""
     home = tmp_path / "home"
-    for folder in ("scripts", "docker", "profiles", "overlays"):
+    for folder in ("scripts", "docker", "profiles", "overlays", "configs"):
         (home / folder).mkdir(parents=True)
+    real_configs = Path(__file__).resolve().parents[2] / "configs"
+    shutil.copyfile(real_configs / "busybox.config", home / "configs" / "busybox.config")
     monkeypatch.setenv("BOOTKILN_HOME", str(home))
     return home

@@ -54,6 +54,22 @@ def test_writer_renames_into_place_only_on_clean_exit(tmp_path: Path) -> None:
     assert scratch_dirs(cache) == []
 
 
+def test_entry_files_are_sealed_read_only(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "cache")
+    with cache.writer("rootfs", KEY, {}) as scratch:
+        (scratch / "sub").mkdir()
+        (scratch / "sub" / "packages.tsv").write_text("a\n")
+        (scratch / "tool").write_text("#!/bin/sh\n")
+        (scratch / "tool").chmod(0o755)
+    entry = cache.lookup("rootfs", KEY)
+    assert entry is not None
+    for name in ("sub/packages.tsv", "tool", ENTRY_FILE):
+        mode = (entry / name).stat().st_mode
+        assert mode & 0o222 == 0, f"{name} is writable: {mode:o}"
+        assert mode & 0o400, f"{name} is not readable: {mode:o}"
+    assert (entry / "tool").stat().st_mode & 0o777 == 0o555
+
+
 def test_exception_in_writer_leaves_no_entry_and_no_scratch(tmp_path: Path) -> None:
     cache = StageCache(tmp_path / "cache")
     with pytest.raises(RuntimeError, match="stage broke"), cache.writer("rootfs", KEY, {}) as scratch:

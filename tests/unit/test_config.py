@@ -11,6 +11,7 @@ import pytest
 
 from bootkiln.config import DEFAULT_PROFILE, Profile, available_profiles, load_profile, overlay_dir
 from bootkiln.errors import Fault, InputError
+from bootkiln.overlay import plan_overlays
 
 ROOT = Path(__file__).resolve().parents[2]
 WriteProfile = Callable[[str], Path]
@@ -86,7 +87,8 @@ def test_typo_key_names_file_dotted_key_and_allowed_keys(write_profile: WritePro
 def test_top_level_typo_lists_top_level_keys_without_internal_ones(write_profile: WriteProfile) -> None:
     error = refused(str(write_profile('nmae = "x"\n')))
     assert "key 'nmae'" in error.message
-    assert "allowed here: builder, checks, debian, description, name, rootfs)" in error.message
+    assert ("allowed here: boot, builder, busybox, checks, debian, description, initramfs, iso, kernel, name, "
+            "rootfs)") in error.message
     assert "source" not in error.message.split("allowed here:")[1]
 
 
@@ -158,7 +160,7 @@ def test_past_snapshot_is_accepted(write_profile: WriteProfile) -> None:
 
 def test_unknown_profile_name_lists_the_available_ones(fake_home: Path) -> None:
     for name in ("beta", "alpha"):
-        (fake_home / "profiles" / f"{name}.toml").write_text("[rootfs]\noverlays = []\n")
+        (fake_home / "profiles" / f"{name}.toml").write_text("[rootfs]\noverlays = []\n[initramfs]\noverlays = []\n")
     assert available_profiles() == ["alpha", "beta"]
     error = refused("nosuch")
     assert "'nosuch'" in error.message
@@ -208,3 +210,12 @@ def test_missing_check_file_is_refused(tmp_path: Path, write_profile: WriteProfi
     (tmp_path / "checks").mkdir()
     (tmp_path / "checks" / "test_mine.py").write_text("")
     assert load_profile(str(path)).checks.paths == ["checks/test_mine.py"]
+
+
+def test_every_shipped_profile_is_valid() -> None:
+    names = available_profiles()
+    assert names, "profiles/ ships no profile"
+    for name in names:
+        profile = load_profile(name)
+        assert profile.source == ROOT / "profiles" / f"{name}.toml"
+        plan_overlays(profile)  # attrs name real overlay paths

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,6 +14,7 @@ from bootkiln.builder import BuilderImage
 from bootkiln.config import Profile
 from bootkiln.console import Reporter
 from bootkiln.engine import Upload
+from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
 from bootkiln.runner import Runner
 
@@ -20,13 +22,23 @@ from bootkiln.runner import Runner
 CACHE_FORMAT = "1"
 
 
-@dataclass(frozen=True)
-class StageContext:
-    profile: Profile
-    archive: ArchiveState
-    builder: BuilderImage
-    runner: Runner
-    reporter: Reporter
+class StageContext(Protocol):
+    """What a stage may use of the build; the builder and archive are made only when first used."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    @property
+    def archive(self) -> ArchiveState: ...
+
+    @property
+    def builder(self) -> BuilderImage: ...
+
+    @property
+    def runner(self) -> Runner: ...
+
+    @property
+    def reporter(self) -> Reporter: ...
 
 
 @dataclass(frozen=True)
@@ -41,13 +53,31 @@ class StageResult:
         return self.entry / name
 
 
+Inputs = Mapping[str, StageResult]
+
+
 class Stage(Protocol):
     name: str
+    requires: tuple[str, ...]
     outputs: tuple[str, ...]
 
-    def key(self, ctx: StageContext) -> str: ...
+    def key(self, ctx: StageContext, inputs: Inputs) -> str: ...
 
-    def build(self, ctx: StageContext, scratch: Path) -> dict[str, Any]: ...
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]: ...
+
+
+def base_fingerprint(stage: Stage, inputs: Inputs) -> Fingerprint:
+    """Every key starts with the cache format, the stage's name and the keys of what it consumes."""
+    fingerprint = Fingerprint(stage.name).add_text("format", CACHE_FORMAT)
+    for name in stage.requires:
+        fingerprint.add_text(f"input:{name}", inputs[name].key)
+    return fingerprint
+
+
+def code_files(*modules: str) -> list[Path]:
+    """Source files of bootkiln modules whose code shapes a host-side stage's output."""
+    package = Path(__file__).resolve().parents[1]
+    return [package / f"{module.replace('.', '/')}.py" for module in modules]
 
 
 def script_path(name: str) -> Path:
@@ -64,3 +94,31 @@ def files_upload(files: dict[str, tuple[bytes, int]]) -> Upload:
             info.size, info.mode = len(data), mode
             archive.addfile(info, io.BytesIO(data))
     return Upload("/", buffer.getvalue())
+
+
+def archive_env(ctx: StageContext) -> dict[str, str]:
+    """The profile's archive state, for scripts that talk to it (scripts/lib/archive-apt.sh)."""
+    debian = ctx.profile.debian
+    return {
+        "SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
+        "BK_SUITE": debian.suite,
+        "BK_MIRROR": ctx.archive.mirror,
+        "BK_SNAPSHOT": debian.snapshot or "",
+        "BK_ARCH": debian.architecture,
+        "BK_COMPONENTS": ",".join(debian.components),
+    }
+
+
+def scripts_upload(ctx: StageContext, script: str, extra: dict[str, tuple[bytes, int]] | None = None) -> Upload:
+    """The stage's script and the shared script library, plus any extra files, for /bootkiln/."""
+    files = {script: (script_path(script).read_bytes(), 0o755)}
+    for library in sorted((script_path("lib")).glob("*.sh")):
+        files[f"lib/{library.name}"] = (library.read_bytes(), 0o644)
+    return files_upload({**files, **(extra or {})})
+
+
+def add_scripts(fingerprint: Fingerprint, script: str) -> Fingerprint:
+    fingerprint.add_file("script", script_path(script))
+    for library in sorted(script_path("lib").glob("*.sh")):
+        fingerprint.add_file(f"lib/{library.name}", library)
+    return fingerprint

@@ -12,28 +12,34 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.engine import Upload
-from bootkiln.hashing import Fingerprint
 from bootkiln.overlay import overlay_archive, plan_overlays
 from bootkiln.runner import Builder
-from bootkiln.stages.base import CACHE_FORMAT, StageContext, files_upload, script_path
+from bootkiln.stages.base import (
+    Inputs,
+    StageContext,
+    add_scripts,
+    archive_env,
+    base_fingerprint,
+    scripts_upload,
+)
 
 SCRIPT = "rootfs.sh"
 
 
 class RootfsStage:
     name = "rootfs"
+    requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("rootfs.tar", "packages.tsv")
 
-    def key(self, ctx: StageContext) -> str:
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
-            Fingerprint(self.name)
-            .add_text("format", CACHE_FORMAT)
+            base_fingerprint(self, inputs)
             .add_json("debian", ctx.profile.debian.model_dump(mode="json"))
             .add_json("rootfs", ctx.profile.rootfs.model_dump(mode="json"))
             .add_json("archive", ctx.archive.identity())
             .add_text("builder", ctx.builder.image_id)
-            .add_file("script", script_path(SCRIPT))
         )
+        add_scripts(fingerprint, SCRIPT)
         for entry in plan_overlays(ctx.profile):
             fingerprint.add_json("overlay-entry", entry.as_json())
             if entry.kind == "file":
@@ -41,24 +47,14 @@ class RootfsStage:
         return fingerprint.hexdigest()
 
     def env(self, ctx: StageContext) -> dict[str, str]:
-        debian = ctx.profile.debian
-        return {
-            "SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
-            "BK_SUITE": debian.suite,
-            "BK_MIRROR": ctx.archive.mirror,
-            "BK_SNAPSHOT": debian.snapshot or "",
-            "BK_VARIANT": debian.variant,
-            "BK_ARCH": debian.architecture,
-            "BK_COMPONENTS": ",".join(debian.components),
-            "BK_PACKAGES": ",".join(ctx.profile.rootfs.packages),
-        }
+        return {**archive_env(ctx), "BK_VARIANT": ctx.profile.debian.variant,
+                "BK_PACKAGES": ",".join(ctx.profile.rootfs.packages)}
 
     def uploads(self, ctx: StageContext) -> list[Upload]:
         overlay = overlay_archive(plan_overlays(ctx.profile), ctx.archive.source_date_epoch)
-        return [files_upload({SCRIPT: (script_path(SCRIPT).read_bytes(), 0o755),
-                              "overlay.tar": (overlay, 0o644)})]
+        return [scripts_upload(ctx, SCRIPT, {"overlay.tar": (overlay, 0o644)})]
 
-    def build(self, ctx: StageContext, scratch: Path) -> dict[str, Any]:
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         engine = ctx.runner.engine
         assert engine is not None
         command = ["/bootkiln/" + SCRIPT]

@@ -1,0 +1,101 @@
+"""A deterministic cpio (newc) writer and the compressors the kernel can unpack.
+
+Entries are sorted parents-first, owned by 0:0, stamped with one mtime, and numbered with stable
+inode numbers, so the same inputs always give the same bytes. This replaces `find | cpio`, whose
+output depends on the build host's inode numbers, directory order and clock.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import zstandard
+
+Kind = Literal["dir", "file", "symlink", "chardev", "blockdev"]
+Compression = Literal["gzip", "xz", "zstd", "none"]
+
+_TYPE_BITS = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "symlink": stat.S_IFLNK,
+              "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}
+TRAILER = "TRAILER!!!"
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    path: str  # relative, no leading slash: "bin/busybox"
+    kind: Kind
+    mode: int = 0o755  # permission bits only
+    data: bytes = b""  # file content, or a symlink's target
+    rdev: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        if self.path.startswith("/") or not self.path or ".." in self.path.split("/"):
+            raise ValueError(f"cpio paths are relative and stay inside the archive: {self.path!r}")
+        if self.kind not in ("file", "symlink") and self.data:
+            raise ValueError(f"{self.path}: only files and symlinks carry data")
+
+
+def _sort_key(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/"))
+
+
+def with_parents(entries: Iterable[CpioEntry]) -> list[CpioEntry]:
+    """Entries plus any missing parent folders (0755), sorted so a folder precedes its contents."""
+    by_path: dict[str, CpioEntry] = {}
+    for entry in entries:
+        if entry.path in by_path and by_path[entry.path] != entry:
+            raise ValueError(f"two different entries for {entry.path!r}")
+        by_path[entry.path] = entry
+    for path in list(by_path):
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            parent = "/".join(parts[:depth])
+            existing = by_path.setdefault(parent, CpioEntry(parent, "dir", 0o755))
+            if existing.kind != "dir":
+                raise ValueError(f"{parent!r} is a {existing.kind} but {path!r} is inside it")
+    return [by_path[path] for path in sorted(by_path, key=_sort_key)]
+
+
+def _header(fields: list[int], name: bytes) -> bytes:
+    return b"070701" + b"".join(b"%08X" % value for value in fields) + name
+
+
+def _pad(length: int) -> bytes:
+    return b"\0" * (-length % 4)
+
+
+def write_newc(entries: Iterable[CpioEntry], mtime: int) -> bytes:
+    chunks: list[bytes] = []
+    ordered = with_parents(entries)
+    for inode, entry in enumerate([*ordered, None], start=1):
+        if entry is None:
+            name, mode, data, nlink, rdev, inode = TRAILER.encode() + b"\0", 0, b"", 1, (0, 0), 0
+            stamp = 0
+        else:
+            name = entry.path.encode() + b"\0"
+            mode = _TYPE_BITS[entry.kind] | (entry.mode & 0o7777)
+            data, rdev, stamp = entry.data, entry.rdev, mtime
+            nlink = 2 if entry.kind == "dir" else 1
+        fields = [inode, mode, 0, 0, nlink, stamp, len(data), 0, 0, rdev[0], rdev[1], len(name), 0]
+        header = _header(fields, name)
+        chunks += [header, _pad(len(header)), data, _pad(len(data))]
+    archive = b"".join(chunks)
+    return archive + _pad(len(archive))
+
+
+def compress(data: bytes, method: Compression) -> bytes:
+    """Compress with fixed headers: no timestamps, no file names, the checks the kernel supports."""
+    if method == "gzip":
+        return gzip.compress(data, compresslevel=9, mtime=0)
+    if method == "xz":
+        # The kernel's xz decoder verifies CRC32 only; BCJ x86 shrinks the executables.
+        filters = [{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
+                                              "dict_size": 8 << 20}]
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, filters=filters)
+    if method == "zstd":
+        return zstandard.ZstdCompressor(level=19, write_checksum=True, write_content_size=True).compress(data)
+    return data

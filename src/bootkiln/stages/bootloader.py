@@ -1,0 +1,42 @@
+"""bootloader stage: BIOS (isolinux) and UEFI (GRUB in a FAT image) boot files for a hybrid ISO.
+
+Script: scripts/bootloader.sh. The files come from Debian's packages in the builder image, so
+the builder image's identity is part of the key; no network is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bootkiln.runner import Builder
+from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
+
+SCRIPT = "bootloader.sh"
+# GRUB's embedded config finds the ISO9660 filesystem by this file, on CD and on USB alike.
+ISO_MARKER = "/bootkiln.id"
+
+
+class BootloaderStage:
+    name = "bootloader"
+    requires: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("isolinux.bin", "ldlinux.c32", "isohdpfx.bin", "efiboot.img",
+                                "bootloader-packages.tsv")
+
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
+        fingerprint = (
+            base_fingerprint(self, inputs)
+            .add_text("builder", ctx.builder.image_id)
+            .add_text("epoch", str(ctx.archive.source_date_epoch))
+            .add_text("marker", ISO_MARKER)
+        )
+        return add_scripts(fingerprint, SCRIPT).hexdigest()
+
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
+        env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_ISO_MARKER": ISO_MARKER}
+        ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
+                       where=Builder(image=ctx.builder.tag, network="none", env=env,
+                                     uploads=[scripts_upload(ctx, SCRIPT)], collect=[("/work/out", scratch)]),
+                       hint="making the boot files failed; the builder image may lack isolinux or GRUB")
+        packages = dict(line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines())
+        return {"packages": packages}

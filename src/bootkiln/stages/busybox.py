@@ -1,0 +1,116 @@
+"""busybox stage: Debian's busybox source, compiled statically with the configuration in the repo.
+
+Script: scripts/busybox.sh. Config: configs/busybox.config (or the profile's busybox.config).
+The source comes from the profile's archive with `apt-get source`, which checks every file of the
+source package against the signed Sources index before dpkg-source unpacks and patches it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bootkiln.config import Profile, busybox_config
+from bootkiln.errors import InputError
+from bootkiln.runner import Builder
+from bootkiln.stages.base import (
+    Inputs,
+    StageContext,
+    add_scripts,
+    archive_env,
+    base_fingerprint,
+    scripts_upload,
+)
+
+SCRIPT = "busybox.sh"
+
+# Applets whose Kconfig symbol is not simply their upper-cased name.
+APPLET_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "sh": ("SH_IS_ASH", "SH_IS_HUSH", "ASH", "HUSH"),
+    "ash": ("ASH",),
+    "[": ("TEST", "TEST1"),
+    "[[": ("TEST", "TEST2"),
+    "mkfs.ext2": ("MKE2FS",),
+    "mkfs.vfat": ("MKDOSFS",),
+    "mkdosfs": ("MKDOSFS",),
+    "mke2fs": ("MKE2FS",),
+    "mkfs.minix": ("MKFS_MINIX",),
+    "fsck.minix": ("FSCK_MINIX",),
+    "egrep": ("EGREP", "GREP"),
+    "fgrep": ("FGREP", "GREP"),
+    "zcat": ("ZCAT", "GUNZIP"),
+    "xzcat": ("XZCAT", "UNXZ"),
+    "udhcpc": ("UDHCPC",),
+    "lzcat": ("LZCAT", "UNLZMA"),
+}
+
+
+def enabled_symbols(config_text: str) -> set[str]:
+    return set(re.findall(r"^CONFIG_([A-Z0-9_]+)=y$", config_text, re.MULTILINE))
+
+
+def applet_symbols(applet: str) -> tuple[str, ...]:
+    return APPLET_SYMBOLS.get(applet, (re.sub(r"[^A-Z0-9]", "_", applet.upper()),))
+
+
+def missing_applets(config_text: str, applets: list[str]) -> list[str]:
+    """Applets the configuration does not enable (checked before anything is compiled)."""
+    enabled = enabled_symbols(config_text)
+    return [applet for applet in applets if not any(symbol in enabled for symbol in applet_symbols(applet))]
+
+
+def check_config(profile: Profile) -> Path:
+    path = busybox_config(profile)
+    text = path.read_text()
+    if "CONFIG_STATIC=y" not in text.splitlines():
+        raise InputError(f"{path}: CONFIG_STATIC is not set: the initramfs needs a static busybox",
+                         hint="set CONFIG_STATIC=y in the busybox configuration")
+    missing = missing_applets(text, profile.busybox.applets)
+    if missing:
+        raise InputError(
+            f"{path}: the busybox configuration lacks applet(s) the profile needs: {', '.join(missing)}",
+            hint="enable them in the configuration (CONFIG_<NAME>=y) or drop them from busybox.applets",
+        )
+    return path
+
+
+class BusyboxStage:
+    name = "busybox"
+    requires: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("busybox", "applets.txt")
+
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
+        fingerprint = (
+            base_fingerprint(self, inputs)
+            .add_file("config", check_config(ctx.profile))
+            .add_json("archive", ctx.archive.identity())
+            .add_text("builder", ctx.builder.image_id)
+            .add_text("arch", ctx.profile.debian.architecture)
+        )
+        return add_scripts(fingerprint, SCRIPT).hexdigest()
+
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
+        engine = ctx.runner.engine
+        assert engine is not None
+        config = check_config(ctx.profile)
+        env = {**archive_env(ctx), "BK_APPLETS": ",".join(ctx.profile.busybox.applets)}
+        uploads = [scripts_upload(ctx, SCRIPT, {"busybox.config": (config.read_bytes(), 0o644)})]
+        with engine.volume(self.name) as volume:
+            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
+                             uploads=uploads)
+            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
+                           hint="apt-get source busybox failed; check the mirror and that it serves deb-src")
+            ctx.runner.run(["/bootkiln/" + SCRIPT, "compile"], stage=self.name,
+                           where=replace(online, network="none", collect=[("/work/out", scratch)]),
+                           hint="busybox did not compile with this configuration; the compiler output is above")
+        applets = (scratch / "applets.txt").read_text().split()
+        names = {path.rsplit("/", 1)[-1] for path in applets}
+        absent = [applet for applet in ctx.profile.busybox.applets if applet not in names]
+        if absent:
+            raise InputError(f"the compiled busybox lacks applet(s) the profile needs: {', '.join(absent)}",
+                             hint="enable them in the busybox configuration")
+        toolchain = dict(line.split("\t") for line in (scratch / "toolchain.tsv").read_text().splitlines())
+        return {"applets": len(applets), "source_version": (scratch / "version.txt").read_text().strip(),
+                "toolchain": toolchain}

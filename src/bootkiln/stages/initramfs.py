@@ -1,0 +1,141 @@
+"""initramfs stage: busybox, its applet links, the kernel's selected modules and /init, as a cpio.
+
+Runs on the host: the cpio is written natively (bootkiln.cpio) so its bytes depend only on the
+inputs. Overlay: overlays/initramfs-base/ (and any the profile adds), which holds /init and the
+profile stages it can run.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from bootkiln.cpio import CpioEntry, compress, write_newc
+from bootkiln.errors import InputError
+from bootkiln.overlay import OverlayEntry, plan_overlays
+from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
+
+# Present before devtmpfs is mounted: the kernel opens /dev/console for /init's output.
+DEVICE_NODES = [CpioEntry("dev/console", "chardev", 0o600, rdev=(5, 1)),
+                CpioEntry("dev/null", "chardev", 0o666, rdev=(1, 3))]
+FOLDERS = [CpioEntry(path, "dir", mode) for path, mode in
+           [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700),
+            ("mnt", 0o755), ("etc", 0o755), ("bin", 0o755), ("sbin", 0o755), ("usr/bin", 0o755),
+            ("usr/sbin", 0o755)]]
+
+
+def busybox_entries(binary: bytes, applets: list[str]) -> list[CpioEntry]:
+    """The binary at /bin/busybox and one symlink per applet at the path busybox installs it."""
+    entries = [CpioEntry("bin/busybox", "file", 0o755, binary)]
+    for applet_path in applets:
+        path = applet_path.strip().lstrip("/")
+        if path and path != "bin/busybox":
+            entries.append(CpioEntry(path, "symlink", 0o777, b"/bin/busybox"))
+    return entries
+
+
+def module_entries(modules_tar: Path) -> list[CpioEntry]:
+    entries = []
+    with tarfile.open(modules_tar) as archive:
+        for member in archive.getmembers():
+            path = member.name.removeprefix("./")
+            if member.isdir():
+                entries.append(CpioEntry(path, "dir", 0o755))
+            elif member.isfile():
+                data = archive.extractfile(member)
+                assert data is not None
+                entries.append(CpioEntry(path, "file", 0o644, data.read()))
+    return entries
+
+
+def overlay_entries(planned: list[OverlayEntry]) -> list[CpioEntry]:
+    entries = []
+    for entry in planned:
+        path = entry.path.lstrip("/")
+        if entry.kind == "dir":
+            entries.append(CpioEntry(path, "dir", entry.mode))
+        elif entry.kind == "link":
+            entries.append(CpioEntry(path, "symlink", 0o777, entry.target.encode()))
+        else:
+            entries.append(CpioEntry(path, "file", entry.mode, entry.source.read_bytes()))
+    return entries
+
+
+def kernel_facts(kernel_txt: Path) -> dict[str, Any]:
+    facts: dict[str, Any] = {"modules": [], "builtin": []}
+    for line in kernel_txt.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "module":
+            facts["modules"].append(value)
+        elif key == "builtin":
+            facts["builtin"].append(value)
+        else:
+            facts[key] = value
+    return facts
+
+
+class InitramfsStage:
+    name = "initramfs"
+    requires: tuple[str, ...] = ("busybox", "kernel")
+    outputs: tuple[str, ...] = ("initrd.img",)
+
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
+        profile = ctx.profile
+        fingerprint = (
+            base_fingerprint(self, inputs)
+            .add_json("initramfs", profile.initramfs.model_dump(mode="json"))
+            .add_json("modules", profile.kernel.modules)
+            .add_text("name", profile.name)
+            .add_text("epoch", str(ctx.archive.source_date_epoch))
+        )
+        for path in code_files("cpio", "overlay", "stages.initramfs"):
+            fingerprint.add_file(path.name, path)
+        for entry in plan_overlays(profile, "initramfs"):
+            fingerprint.add_json("overlay-entry", entry.as_json())
+            if entry.kind == "file":
+                fingerprint.add_file("overlay-data", entry.source)
+        return fingerprint.hexdigest()
+
+    def entries(self, ctx: StageContext, inputs: Inputs) -> list[CpioEntry]:
+        profile = ctx.profile
+        busybox = inputs["busybox"]
+        kernel = inputs["kernel"]
+        modules = "".join(f"{module}\n" for module in profile.kernel.modules)
+        generated = [
+            CpioEntry("etc/bootkiln/modules", "file", 0o644, modules.encode()),
+            CpioEntry("etc/bootkiln/stage", "file", 0o644, f"{profile.initramfs.stage}\n".encode()),
+            CpioEntry("etc/bootkiln/release", "file", 0o644, f"profile {profile.name}\n".encode()),
+        ]
+        layers = [
+            FOLDERS,
+            DEVICE_NODES,
+            busybox_entries(busybox.artifact("busybox").read_bytes(),
+                            busybox.artifact("applets.txt").read_text().split()),
+            module_entries(kernel.artifact("modules.tar")),
+            generated,
+            overlay_entries(plan_overlays(profile, "initramfs")),
+        ]
+        merged: dict[str, CpioEntry] = {}
+        for layer in layers:  # later layers win: the overlay can replace anything
+            for entry in layer:
+                merged[entry.path] = entry
+        return list(merged.values())
+
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
+        settings = ctx.profile.initramfs
+        archive = write_newc(self.entries(ctx, inputs), ctx.archive.source_date_epoch)
+        packed = compress(archive, settings.compression)
+        if settings.max_size is not None and len(packed) > settings.max_size:
+            raise InputError(
+                f"the initramfs is {mib(len(packed))} ({settings.compression}), over the profile's "
+                f"initramfs.max_size of {mib(settings.max_size)}",
+                hint="drop kernel modules or applets, choose xz compression, or raise initramfs.max_size",
+            )
+        (scratch / "initrd.img").write_bytes(packed)
+        ctx.reporter.info(f"initramfs: {mib(len(archive))} cpio, {mib(len(packed))} {settings.compression}")
+        return {"cpio_bytes": len(archive), "compressed_bytes": len(packed), "compression": settings.compression}
+
+
+def mib(size: int) -> str:
+    return f"{size / 1048576:.2f} MiB"

@@ -1,0 +1,55 @@
+"""iso stage: the hybrid BIOS/UEFI ISO, written on the host with pycdlib (bootkiln.iso).
+
+It consumes the kernel, the initramfs and the boot files; the label and kernel command line
+come from the profile's [iso] table.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bootkiln.errors import InputError
+from bootkiln.iso import BootFiles, write_hybrid_iso
+from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
+from bootkiln.stages.bootloader import ISO_MARKER
+from bootkiln.stages.initramfs import mib
+
+ISO_NAME = "boot.iso"
+
+
+class IsoStage:
+    name = "iso"
+    requires: tuple[str, ...] = ("kernel", "initramfs", "bootloader")
+    outputs: tuple[str, ...] = (ISO_NAME,)
+
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
+        fingerprint = (
+            base_fingerprint(self, inputs)
+            .add_json("iso", ctx.profile.iso.model_dump(mode="json"))
+            .add_text("epoch", str(ctx.archive.source_date_epoch))
+            .add_text("pycdlib", version("pycdlib"))
+        )
+        for path in code_files("iso", "stages.iso"):
+            fingerprint.add_file(path.name, path)
+        return fingerprint.hexdigest()
+
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
+        settings = ctx.profile.iso
+        boot = inputs["bootloader"]
+        files = BootFiles(
+            kernel=inputs["kernel"].artifact("vmlinuz"), initrd=inputs["initramfs"].artifact("initrd.img"),
+            isolinux_bin=boot.artifact("isolinux.bin"), ldlinux_c32=boot.artifact("ldlinux.c32"),
+            isohdpfx=boot.artifact("isohdpfx.bin"), efi_image=boot.artifact("efiboot.img"),
+        )
+        iso = scratch / ISO_NAME
+        write_hybrid_iso(iso, files, label=settings.label, cmdline=settings.cmdline, marker=ISO_MARKER,
+                         source_date_epoch=ctx.archive.source_date_epoch)
+        size = iso.stat().st_size
+        if settings.max_size is not None and size > settings.max_size:
+            parts = ", ".join(f"{name} {mib(path.stat().st_size)}" for name, path in
+                              [("kernel", files.kernel), ("initramfs", files.initrd), ("EFI image", files.efi_image)])
+            raise InputError(f"the ISO is {mib(size)}, over the profile's iso.max_size of {mib(settings.max_size)} "
+                             f"({parts})", hint="drop kernel modules or applets, or raise iso.max_size")
+        return {"bytes": size, "label": settings.label, "cmdline": settings.cmdline}

@@ -1,0 +1,95 @@
+"""kernel stage: a distribution kernel package, unpacked (never installed), cut down to the modules
+the profile asks for plus everything they depend on (resolved by modprobe from modules.dep).
+
+Script: scripts/kernel.sh. The package is linux-image-<flavour> from the profile's archive by
+default; a profile can name another package, a local .deb, or a sources.list line to take it from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bootkiln.archive import fetch_with_retries
+from bootkiln.config import kernel_deb, kernel_package
+from bootkiln.errors import CommandFailed, InputError
+from bootkiln.runner import Builder
+from bootkiln.stages.base import (
+    Inputs,
+    StageContext,
+    add_scripts,
+    archive_env,
+    base_fingerprint,
+    scripts_upload,
+)
+from bootkiln.stages.initramfs import kernel_facts
+
+SCRIPT = "kernel.sh"
+UNKNOWN_MODULES_STATUS = 4
+
+
+def apt_source_state(line: str) -> str:
+    """The InRelease hash of a `deb URL suite ...` line, so a changed source changes the key."""
+    match = re.match(r"^deb (?:\[[^\]]*\] )?(\S+) (\S+)", line)
+    assert match, line  # validated by the profile model
+    url = f"{match.group(1).rstrip('/')}/dists/{match.group(2)}/InRelease"
+    return hashlib.sha256(fetch_with_retries(url, what=f"kernel.apt_source {line!r}")).hexdigest()
+
+
+class KernelStage:
+    name = "kernel"
+    requires: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("vmlinuz", "modules.tar", "kernel.txt")
+
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
+        kernel = ctx.profile.kernel
+        fingerprint = (
+            base_fingerprint(self, inputs)
+            .add_json("kernel", kernel.model_dump(mode="json"))
+            .add_text("package", kernel_package(ctx.profile))
+            .add_text("builder", ctx.builder.image_id)
+        )
+        add_scripts(fingerprint, SCRIPT)
+        deb = kernel_deb(ctx.profile)
+        if deb is not None:
+            fingerprint.add_file("deb", deb)
+        elif kernel.apt_source:
+            fingerprint.add_text("apt-source", apt_source_state(kernel.apt_source))
+        else:
+            fingerprint.add_json("archive", ctx.archive.identity())
+        return fingerprint.hexdigest()
+
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
+        engine = ctx.runner.engine
+        assert engine is not None
+        kernel = ctx.profile.kernel
+        deb = kernel_deb(ctx.profile)
+        extra = {"kernel.deb": (deb.read_bytes(), 0o644)} if deb else {}
+        env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile),
+               "BK_KERNEL_APT_SOURCE": kernel.apt_source or "", "BK_MODULES": ",".join(kernel.modules)}
+        with engine.volume(self.name) as volume:
+            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
+                             uploads=[scripts_upload(ctx, SCRIPT, extra)])
+            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
+                           hint=f"could not download {kernel_package(ctx.profile)}; check kernel.* in the profile "
+                           "and the mirror")
+            try:
+                ctx.runner.run(["/bootkiln/" + SCRIPT, "extract"], stage=self.name,
+                               where=replace(online, network="none", collect=[("/work/out", scratch)]))
+            except CommandFailed as failure:
+                unknown = [line.split(":", 1)[1].split() for line in failure.tail
+                           if line.startswith("UNKNOWN-MODULES:")]
+                if failure.status == UNKNOWN_MODULES_STATUS and unknown:
+                    raise InputError(
+                        f"{ctx.profile.source or 'built-in profile'}: key 'kernel.modules': the kernel package "
+                        f"has no module named {', '.join(repr(m) for m in unknown[0])}",
+                        hint="check the spelling (modinfo names, e.g. virtio_blk), or pick another kernel",
+                    ) from None
+                raise
+        facts = kernel_facts(scratch / "kernel.txt")
+        return {"version": facts["version"], "package": facts["package"],
+                "package_version": facts["package_version"], "package_sha256": facts["package_sha256"],
+                "modules": facts["modules"], "builtin": facts["builtin"]}
