@@ -19,16 +19,17 @@ from bootkiln.console import Reporter
 from bootkiln.engine import Engine
 from bootkiln.pipeline import Build
 from bootkiln.runner import Builder, Host, Runner
-from tests.integration.conftest import ROOT, SessionBuild, invoke
+from bootkiln.stages.base import StageResult
+from tests.fixtures import ROOT, SessionBuild, invoke
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_rootfs_tarball_is_normalised(default_rootfs: SessionBuild) -> None:
-    tarball = default_rootfs.rootfs.artifact("rootfs.tar")
-    epoch = default_rootfs.build.archive.source_date_epoch
+def test_rootfs_tarball_is_normalised(default_rootfs: StageResult, session_build: SessionBuild) -> None:
+    tarball = default_rootfs.artifact("rootfs.tar")
+    epoch = session_build.build.archive.source_date_epoch
     with tarfile.open(tarball) as archive:
         members = archive.getmembers()
     names = [m.name for m in members]
@@ -49,8 +50,8 @@ def test_rootfs_tarball_is_normalised(default_rootfs: SessionBuild) -> None:
         assert children == sorted(children, key=lambda n: n.encode())
 
 
-def test_package_manifest_and_sums(default_rootfs: SessionBuild) -> None:
-    out = default_rootfs.workspace.output_dir("default")
+def test_package_manifest_and_sums(default_rootfs: StageResult, session_build: SessionBuild) -> None:
+    out = session_build.workspace.output_dir("default")
     rows = [line.split("\t") for line in (out / "packages.tsv").read_text().splitlines()]
     assert all(len(row) == 3 for row in rows)
     assert {"base-files", "dpkg", "libc6"} <= {row[0] for row in rows}
@@ -62,15 +63,15 @@ def test_package_manifest_and_sums(default_rootfs: SessionBuild) -> None:
 
 
 def test_unchanged_rebuild_is_a_cache_hit_without_containers(
-    default_rootfs: SessionBuild, monkeypatch: pytest.MonkeyPatch
+    default_rootfs: StageResult, session_build: SessionBuild, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_containers(*args: object, **kwargs: object) -> int:
         raise AssertionError("a cache hit must not start a container")
 
     monkeypatch.setattr(Engine, "run", no_containers)
-    again = Build(load_profile(None), workspace=default_rootfs.workspace, reporter=Reporter())
+    again = Build(load_profile(None), workspace=session_build.workspace, reporter=Reporter())
     result = again.rootfs()
-    assert result.cached and result.key == default_rootfs.rootfs.key
+    assert result.cached and result.key == default_rootfs.key
 
 
 def interfaces(proc_net_dev: list[str]) -> set[str]:
@@ -78,27 +79,30 @@ def interfaces(proc_net_dev: list[str]) -> set[str]:
 
 
 def test_download_step_uses_host_network_and_the_rest_none(
-    default_rootfs: SessionBuild, engine: Engine
+    default_rootfs: StageResult, session_build: SessionBuild, engine: Engine
 ) -> None:
     """Network follows the step: the bootstrap downloads, finalise runs cut off."""
     runner = Runner(Reporter(quiet_output=True), engine)
-    image = default_rootfs.build.builder.tag
+    image = session_build.build.builder.tag
     offline = runner.run(["cat", "/proc/net/dev"], stage="t", where=Builder(image=image, network="none"))
     online = runner.run(["cat", "/proc/net/dev"], stage="t", where=Builder(image=image, network="host"))
     assert interfaces(offline) == {"lo"}
     assert interfaces(online) - {"lo"}, "host network should show the host's interfaces"
-    assert default_rootfs.container_steps == ["bootstrap:host", "finalise:none"]
+    steps = [step for step in session_build.runner.container_steps if step.startswith("rootfs:")]
+    assert steps == ["rootfs:bootstrap:host", "rootfs:finalise:none"]
 
 
-def test_image_checks_pass_on_the_default_rootfs(default_rootfs: SessionBuild) -> None:
-    env = {"BOOTKILN_CACHE": str(default_rootfs.workspace.cache), "BOOTKILN_OUT": str(default_rootfs.workspace.out)}
+def test_image_checks_pass_on_the_default_rootfs(default_rootfs: StageResult, session_build: SessionBuild) -> None:
+    env = session_build.env()
     result = invoke(["test-image"], env=env)
     assert result.returncode == 0, result.output
     assert "rootfs from cache" in result.output
     assert " passed" in result.output and "failed" not in result.output
 
 
-def test_image_checks_catch_a_broken_image(default_rootfs: SessionBuild, tmp_path: Path) -> None:
+def test_image_checks_catch_a_broken_image(
+    default_rootfs: StageResult, session_build: SessionBuild, tmp_path: Path
+) -> None:
     """The checks can fail: a check file that expects something the image lacks must fail the task."""
     profile = tmp_path / "broken.toml"
     (tmp_path / "checks").mkdir()
@@ -106,14 +110,14 @@ def test_image_checks_catch_a_broken_image(default_rootfs: SessionBuild, tmp_pat
         "def test_vim_is_installed(host):\n    assert host.package('vim').is_installed\n"
     )
     profile.write_text('[checks]\npaths = ["checks/test_extra.py"]\n')
-    env = {"BOOTKILN_CACHE": str(default_rootfs.workspace.cache), "BOOTKILN_OUT": str(default_rootfs.workspace.out)}
+    env = session_build.env()
     result = invoke(["test-image", "--profile", str(profile)], env=env)
     assert result.returncode != 0
     assert "test_vim_is_installed" in result.output and "1 failed" in result.output
 
 
 def test_killed_build_leaves_no_entry_and_rebuild_reproduces(
-    default_rootfs: SessionBuild, tmp_path: Path
+    default_rootfs: StageResult, session_build: SessionBuild, tmp_path: Path
 ) -> None:
     """SIGKILL mid-build: nothing complete-looking is cached. Two later builds at once, in another TZ,
     umask and folder, minutes after the first, both succeed and give the same tarball bytes."""
@@ -133,7 +137,7 @@ def test_killed_build_leaves_no_entry_and_rebuild_reproduces(
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
-    assert StageCache(cache).lookup("rootfs", default_rootfs.rootfs.key) is None
+    assert StageCache(cache).lookup("rootfs", default_rootfs.key) is None
     assert not list((cache / "stages").glob("rootfs/*")) if (cache / "stages").exists() else True
 
     time.sleep(1)
@@ -147,7 +151,7 @@ def test_killed_build_leaves_no_entry_and_rebuild_reproduces(
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert any("waited for another build" in output for output in outputs), outputs
-    expected = sha256(default_rootfs.rootfs.artifact("rootfs.tar"))
+    expected = sha256(default_rootfs.artifact("rootfs.tar"))
     for folder in ("out-b", "out-c"):
         assert sha256(tmp_path / folder / "default" / "rootfs.tar") == expected
     builder_output = next(o for o in outputs if "rootfs built" in o)
@@ -173,9 +177,10 @@ def test_unknown_suite_is_retried_then_names_the_mirror(isolated: dict[str, str]
     assert "HTTP 404" in result.output
 
 
-def test_files_move_through_the_api_with_modes_and_devices(engine: Engine, default_rootfs: SessionBuild,
-                                                          tmp_path: Path) -> None:
-    image = default_rootfs.build.builder.tag
+def test_files_move_through_the_api_with_modes_and_devices(
+    engine: Engine, session_build: SessionBuild, tmp_path: Path
+) -> None:
+    image = session_build.build.builder.tag
     status = engine.run(
         image, ["sh", "-c", "mkdir -p /work/out && mknod /work/out/null c 1 3 && echo hi > /work/out/f "
                 "&& chmod 0600 /work/out/f && ln -s f /work/out/l"],
@@ -188,10 +193,10 @@ def test_files_move_through_the_api_with_modes_and_devices(engine: Engine, defau
     assert (tmp_path / "null").is_char_device()
 
 
-def test_builder_image_is_reused_when_inputs_are_unchanged(default_rootfs: SessionBuild) -> None:
-    fresh = Build(load_profile(None), workspace=default_rootfs.workspace, reporter=Reporter())
-    assert fresh.builder.tag == default_rootfs.build.builder.tag
-    assert fresh.builder.image_id == default_rootfs.build.builder.image_id
+def test_builder_image_is_reused_when_inputs_are_unchanged(session_build: SessionBuild) -> None:
+    fresh = Build(load_profile(None), workspace=session_build.workspace, reporter=Reporter())
+    assert fresh.builder.tag == session_build.build.builder.tag
+    assert fresh.builder.image_id == session_build.build.builder.image_id
 
 
 def test_missing_builder_base_gives_a_clear_error(isolated: dict[str, str], tmp_path: Path) -> None:

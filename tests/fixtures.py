@@ -1,0 +1,107 @@
+"""Session fixtures shared by the Docker and VM tiers: one engine, one build of the default profile.
+
+The default profile's rootfs and ISO are each built once per session, from an empty cache, and
+every test that needs them reuses that build.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bootkiln.config import load_profile
+from bootkiln.console import Reporter
+from bootkiln.engine import Engine, connect
+from bootkiln.errors import EnvironmentProblem
+from bootkiln.paths import Workspace
+from bootkiln.pipeline import Build
+from bootkiln.runner import Builder, Host, Runner
+from bootkiln.stages.base import StageResult
+from tests.conftest import component_missing
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class RecordingRunner(Runner):
+    """A runner that notes each container step as 'last-argument:network'."""
+
+    def __init__(self, reporter: Reporter, engine: Engine) -> None:
+        super().__init__(reporter, engine)
+        self.container_steps: list[str] = []
+
+    def run(self, argv: Sequence[str], *, stage: str, where: Host | Builder, hint: str = "",
+            missing_hint: str = "") -> list[str]:
+        if isinstance(where, Builder):
+            self.container_steps.append(f"{stage}:{argv[-1]}:{where.network}")
+        return super().run(argv, stage=stage, where=where, hint=hint, missing_hint=missing_hint)
+
+
+@dataclass
+class SessionBuild:
+    build: Build
+    workspace: Workspace
+    runner: RecordingRunner
+    _results: dict[str, StageResult] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {"BOOTKILN_CACHE": str(self.workspace.cache), "BOOTKILN_OUT": str(self.workspace.out)}
+
+    def out(self) -> Path:
+        return self.workspace.output_dir(self.build.profile.name)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    try:
+        return connect(lambda message: None)
+    except EnvironmentProblem as exc:
+        component_missing("Docker engine", exc.message)
+
+
+@pytest.fixture(scope="session")
+def session_build(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> SessionBuild:
+    base = tmp_path_factory.mktemp("primary")
+    workspace = Workspace(cache=base / "cache", out=base / "out")
+    build = Build(load_profile(None), workspace=workspace, reporter=Reporter())
+    runner = RecordingRunner(build.reporter, engine)
+    build.runner = runner
+    return SessionBuild(build, workspace, runner)
+
+
+@pytest.fixture(scope="session")
+def default_rootfs(session_build: SessionBuild) -> StageResult:
+    """The default profile's rootfs, built from an empty cache once for the whole session."""
+    return session_build.build.rootfs()
+
+
+@pytest.fixture(scope="session")
+def default_iso(session_build: SessionBuild) -> StageResult:
+    """The default profile's hybrid ISO, built from an empty cache once for the whole session."""
+    return session_build.build.iso()
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    output: str
+
+
+def invoke(args: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 1800) -> Completed:
+    """Run an Invoke task as a user would, from the checkout."""
+    process = subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+    )
+    return Completed(process.returncode, process.stdout)
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for a task run with its own cache and output folders."""
+    yield {"BOOTKILN_CACHE": str(tmp_path / "cache"), "BOOTKILN_OUT": str(tmp_path / "out")}

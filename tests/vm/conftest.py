@@ -1,0 +1,27 @@
+"""VM tier: real QEMU boots of images built by the Docker tier (CI=true fails rather than skips)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bootkiln.errors import EnvironmentProblem
+from bootkiln.qemu import find_ovmf, qemu_binary
+from tests.conftest import component_missing
+from tests.fixtures import default_iso, engine, session_build
+
+__all__ = ["default_iso", "engine", "session_build"]
+
+
+@pytest.fixture(scope="session")
+def qemu_ready() -> None:
+    try:
+        qemu_binary()
+        find_ovmf()
+    except EnvironmentProblem as exc:
+        component_missing("QEMU with OVMF", f"{exc.message} ({exc.hint})")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "vm" in item.path.parts:
+            item.add_marker(pytest.mark.vm)
