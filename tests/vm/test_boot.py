@@ -35,10 +35,10 @@ def test_default_iso_boots_to_the_marker(mode: BootMode, default_iso: StageResul
 def test_a_boot_without_marker_fails_with_the_serial_tail(default_iso: StageResult, accel: Accel) -> None:
     reporter = Reporter(quiet_output=True)
     result = boot(Runner(reporter), reporter, "bios-cd", default_iso.artifact("boot.iso"),
-                  marker="THIS-MARKER-NEVER-APPEARS", accel=accel, memory=512, timeout=25)
+                  marker="THIS-MARKER-NEVER-APPEARS", accel=accel, memory=512, timeout=15)
     assert not result.passed
     assert result.tail, "the serial console's last lines are kept for the report"
-    error = BootFailed([result], timeout=25)
+    error = BootFailed([result], timeout=15)
     assert "bios-cd" in error.message
     assert any("last serial lines" in line for line in error.details())
 
