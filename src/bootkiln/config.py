@@ -13,20 +13,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, Field, ValidationError, field_validator
 
+from bootkiln.aws.settings import AwsSettings
 from bootkiln.errors import InputError
+from bootkiln.model import StrictModel
 from bootkiln.paths import project_root
+from bootkiln.userdata import UserdataSettings
 
 DEFAULT_PROFILE = "default"
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
 
 PackageName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?$")]
 Word = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DebianSettings(StrictModel):
@@ -189,6 +188,8 @@ class Profile(StrictModel):
     boot: BootSettings = Field(default_factory=BootSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    userdata: UserdataSettings = Field(default_factory=UserdataSettings)
     source: Path | None = Field(default=None, exclude=True)
 
     @property

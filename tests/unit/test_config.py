@@ -87,8 +87,8 @@ def test_typo_key_names_file_dotted_key_and_allowed_keys(write_profile: WritePro
 def test_top_level_typo_lists_top_level_keys_without_internal_ones(write_profile: WriteProfile) -> None:
     error = refused(str(write_profile('nmae = "x"\n')))
     assert "key 'nmae'" in error.message
-    assert ("allowed here: boot, builder, busybox, checks, debian, description, initramfs, iso, kernel, name, "
-            "rootfs)") in error.message
+    assert ("allowed here: aws, boot, builder, busybox, checks, debian, description, initramfs, iso, kernel, name, "
+            "rootfs, userdata)") in error.message
     assert "source" not in error.message.split("allowed here:")[1]
 
 
