@@ -69,3 +69,22 @@ def build_iso(c: Context, profile: str | None = None) -> None:
 def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = None) -> None:
     """Boot the profile's ISO in QEMU (BIOS/UEFI, CD/USB) and wait for the marker on the serial console."""
     _exit(cli.boot_test(profile, mode or []))
+
+
+@task(help={**PROFILE_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
+      iterable=["stage"])
+def build(c: Context, profile: str | None = None, stage: list[str] | None = None) -> None:
+    """Build every artifact of the profile (rootfs and ISO), or the stages named with --stage."""
+    _exit(cli.build(profile, stage or []))
+
+
+@task(help={**PROFILE_HELP, "keep": "keep both builds' folders here for inspection"})
+def verify_reproducible(c: Context, profile: str | None = None, keep: str | None = None) -> None:
+    """Build twice from empty caches (other TZ, locale, umask, hostname, path) and compare every artifact."""
+    _exit(cli.verify_reproducible(profile, keep))
+
+
+@task(help={"manifest": "a manifest.json written by an earlier build"})
+def rebuild(c: Context, manifest: str) -> None:
+    """Rebuild from a manifest alone and report whether each artifact matches it."""
+    _exit(cli.rebuild(manifest))

@@ -7,7 +7,7 @@ set -euo pipefail
 
 ROOT=/work/rootfs
 OUT=/work/out
-: "${SOURCE_DATE_EPOCH:?}" "${BK_SUITE:?}" "${BK_MIRROR:?}" "${BK_VARIANT:?}" "${BK_ARCH:?}" "${BK_COMPONENTS:?}"
+: "${SOURCE_DATE_EPOCH:?}" "${BK_SUITE:?}" "${BK_VARIANT:?}" "${BK_ARCH:?}"
 export SOURCE_DATE_EPOCH LC_ALL=C.UTF-8 TZ=UTC
 umask 022
 
@@ -16,17 +16,28 @@ bootstrap() {
         --mode=root
         --variant="$BK_VARIANT"
         --architectures="$BK_ARCH"
-        --components="$BK_COMPONENTS"
-        --aptopt='Acquire::Retries "3"'
+        --aptopt='Acquire::Retries "5"'
         --aptopt='Acquire::http::Timeout "30"'
+        # Keep the package lists until finalise has recorded each .deb's sha256 in the manifest.
+        --skip=cleanup/apt/lists
     )
     if [ -n "${BK_PACKAGES:-}" ]; then args+=(--include="$BK_PACKAGES"); fi
-    if [ -n "${BK_SNAPSHOT:-}" ]; then
-        # Snapshot Release files carry a Valid-Until long past; the pinned time is the point.
-        args+=(--aptopt='Acquire::Check-Valid-Until "false"')
-    fi
     rm -rf "$ROOT"
-    mmdebstrap "${args[@]}" "$BK_SUITE" "$ROOT" "$BK_MIRROR"
+    # The sources list (mirror or snapshot, components) is written by bootkiln: see archive.sources_list.
+    mmdebstrap "${args[@]}" "$BK_SUITE" "$ROOT" /bootkiln/apt/sources.list
+}
+
+# name, version, architecture and the sha256 of the .deb (from the signed Packages index), a line each.
+package_manifest() {
+    local -a installed
+    mapfile -t installed < <(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${Package}:${Architecture}=${Version}\n')
+    chroot "$ROOT" apt-cache show --no-all-versions "${installed[@]}" | awk '
+        /^Package: /      { package = $2 }
+        /^Version: /      { version = $2 }
+        /^Architecture: / { arch = $2 }
+        /^SHA256: /       { sha = $2 }
+        /^$/ { if (package != "") print package "\t" version "\t" arch "\t" sha; package = sha = "" }
+        END  { if (package != "") print package "\t" version "\t" arch "\t" sha }' | LC_ALL=C sort -u
 }
 
 normalise() {
@@ -57,10 +68,16 @@ finalise() {
         # Modes and owners come from the archive; existing directories keep theirs (/tmp stays 1777).
         tar -xpf /bootkiln/overlay.tar -C "$ROOT" --numeric-owner --same-owner --no-overwrite-dir
     fi
-    normalise
     rm -rf "$OUT" && mkdir -p "$OUT"
-    dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${Package}\t${Version}\t${Architecture}\n' \
-        | LC_ALL=C sort > "$OUT/packages.tsv"
+    package_manifest > "$OUT/packages.tsv"
+    local listed installed
+    listed=$(cut -f1 "$OUT/packages.tsv" | sort -u | wc -l)
+    installed=$(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${Package}\n' | sort -u | wc -l)
+    if [ "$listed" != "$installed" ] || cut -f4 "$OUT/packages.tsv" | grep -qvE '^[0-9a-f]{64}$'; then
+        echo "rootfs.sh: the package index does not cover every installed package ($listed of $installed)" >&2
+        exit 1
+    fi
+    normalise
     tar --create --file "$OUT/rootfs.tar" --directory "$ROOT" \
         --sort=name --numeric-owner --format=pax \
         --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \

@@ -20,6 +20,7 @@ from bootkiln.config import SNAPSHOT_FORMAT, DebianSettings
 from bootkiln.errors import EnvironmentProblem
 
 SNAPSHOT_HOST = "https://snapshot.debian.org/archive"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 RETRY_DELAYS: Sequence[float] = (1.0, 2.0, 4.0)
 
 Fetch = Callable[[str], bytes]
@@ -111,3 +112,19 @@ def resolve_archive(debian: DebianSettings, *, fetch: Fetch = _default_fetch,
         release_sha256=hashlib.sha256(data).hexdigest(), release_epoch=epoch,
         source_date_epoch=debian.source_date_epoch if debian.source_date_epoch is not None else epoch,
     )
+
+
+def sources_list(state: ArchiveState, components: Sequence[str], *, source_packages: bool = False,
+                 extra_lines: Sequence[str] = ()) -> str:
+    """The sources.list every apt in a build uses (rootfs, kernel, busybox source): one archive state.
+
+    A snapshot's Release files carry a Valid-Until long past; the pinned time is the point, so the
+    check is off for that source only.
+    """
+    options = f"[signed-by={KEYRING}{' check-valid-until=no' if state.snapshot else ''}]"
+    where = f"{state.mirror} {state.suite} {' '.join(components)}"
+    lines = [f"deb {options} {where}"]
+    if source_packages:
+        lines.append(f"deb-src {options} {where}")
+    lines.extend(extra_lines)
+    return "".join(f"{line}\n" for line in lines)

@@ -15,7 +15,7 @@ from typing import Any
 
 import docker.errors
 
-from bootkiln.archive import ArchiveState
+from bootkiln.archive import ArchiveState, sources_list
 from bootkiln.config import BuilderSettings
 from bootkiln.console import Reporter
 from bootkiln.engine import LABEL, Engine, split_lines
@@ -49,12 +49,14 @@ class BuilderFactory:
         """The builder image for these settings, and whether it had to be built now."""
         base, recipe = self._base(settings, archive)
         docker_dir = project_root() / "docker"
-        key = Fingerprint("builder").add_tree("docker", docker_dir).add_json("base", recipe).hexdigest()
+        sources = sources_list(archive, ["main"])
+        key = (Fingerprint("builder").add_tree("docker", docker_dir).add_json("base", recipe)
+               .add_text("sources", sources).hexdigest())
         tag = f"{BUILDER_REPO}:{key[:20]}"
         image = self._local(tag)
         built = image is None
         if image is None:
-            self._build(docker_dir, tag, base, archive)
+            self._build(docker_dir, tag, base, archive, sources)
             image = self._local(tag)
             if image is None:
                 raise EnvironmentProblem(f"docker build reported success but {tag} is missing")
@@ -104,11 +106,11 @@ class BuilderFactory:
         return tag, recipe
 
     # --- builder image ------------------------------------------------------------------------
-    def _build(self, docker_dir: Path, tag: str, base: str, archive: ArchiveState) -> None:
+    def _build(self, docker_dir: Path, tag: str, base: str, archive: ArchiveState, sources: str) -> None:
         tail: list[str] = []
+        buildargs = {"BASE": base, "SOURCE_DATE_EPOCH": str(archive.source_date_epoch), "BOOTKILN_SOURCES": sources}
         stream = self.engine.client.api.build(
-            path=str(docker_dir), tag=tag, buildargs={"BASE": base,
-                                                      "SOURCE_DATE_EPOCH": str(archive.source_date_epoch)},
+            path=str(docker_dir), tag=tag, buildargs=buildargs,
             network_mode="host", rm=True, forcerm=True, pull=False, decode=True, labels={LABEL: "1"},
         )
         for event in stream:

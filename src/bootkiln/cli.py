@@ -11,8 +11,12 @@ from collections.abc import Callable
 from bootkiln.cache import StageCache
 from bootkiln.config import available_profiles, load_profile
 from bootkiln.console import Reporter
-from bootkiln.errors import BootkilnError
+from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.paths import Workspace
+
+
+class ReproducibilityError(BootkilnError):
+    fault = Fault.INTERNAL
 
 
 def guarded(action: Callable[[Reporter], None]) -> int:
@@ -39,6 +43,63 @@ def rootfs(profile_ref: str | None) -> int:
         reporter.info(f"rootfs: {out / 'rootfs.tar'}\n  sha256 {digest}\n  {result.metadata['packages']} "
                       f"packages listed in {out / 'packages.tsv'}")
         reporter.summary()
+
+    return guarded(action)
+
+
+def build(profile_ref: str | None, stages: list[str]) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import STAGES, Build
+        from bootkiln.reproduce import ALL_TARGETS
+
+        unknown = [name for name in stages if name not in STAGES]
+        if unknown:
+            raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        for name in stages or ALL_TARGETS:
+            build.stage(name)
+        out = build.publish()
+        reporter.info(f"artifacts in {out}:")
+        reporter.info((out / "SHA256SUMS").read_text().rstrip())
+        reporter.summary()
+
+    return guarded(action)
+
+
+def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from pathlib import Path
+
+        from bootkiln.pipeline import preflight
+        from bootkiln.reproduce import report, verify
+
+        profile = load_profile(profile_ref)
+        preflight(profile)
+        checks = verify(profile, profile_ref, reporter, scratch=Path(keep).resolve() if keep else None)
+        report(checks, reporter)
+        different = [check.name for check in checks if not check.matches]
+        if different:
+            raise ReproducibilityError(f"not reproducible: {', '.join(different)} differ between the two builds",
+                                       hint="the differences are listed above; fix their source, not the output")
+        reporter.info(f"reproducible: {len(checks)} artifacts identical across both builds")
+
+    return guarded(action)
+
+
+def rebuild(manifest: str) -> int:
+    def action(reporter: Reporter) -> None:
+        from pathlib import Path
+
+        from bootkiln.reproduce import rebuild as rebuild_manifest
+        from bootkiln.reproduce import report
+
+        checks = rebuild_manifest(Path(manifest), reporter)
+        report(checks, reporter)
+        different = [check.name for check in checks if not check.matches]
+        if different:
+            raise ReproducibilityError(f"rebuild differs from {manifest}: {', '.join(different)}",
+                                       hint="run `invoke verify-reproducible` to see where builds diverge")
+        reporter.info(f"rebuild matches {manifest}: {len(checks)} artifacts identical")
 
     return guarded(action)
 

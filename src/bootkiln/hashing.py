@@ -46,7 +46,9 @@ class Fingerprint:
         """Paths, types, executable bits, symlink targets and contents of every file under root."""
         entries: list[list[str | bool]] = []
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
+            # Byte-code caches come and go with the interpreter; they are never an input.
+            dirnames[:] = sorted(name for name in dirnames if name != "__pycache__")
+            filenames = [name for name in filenames if not name.endswith(".pyc")]
             for name in sorted([*dirnames, *filenames]):
                 path = Path(dirpath, name)
                 rel = path.relative_to(root).as_posix()

@@ -13,7 +13,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bootkiln import __version__
 from bootkiln.archive import ArchiveState, resolve_archive
 from bootkiln.builder import BuilderFactory, BuilderImage
 from bootkiln.cache import StageCache
@@ -22,6 +21,7 @@ from bootkiln.console import Reporter
 from bootkiln.engine import Engine, connect
 from bootkiln.errors import InputError
 from bootkiln.hashing import sha256_file
+from bootkiln.manifest import merge, new_manifest
 from bootkiln.overlay import plan_overlays
 from bootkiln.paths import Workspace
 from bootkiln.runner import Runner
@@ -143,20 +143,21 @@ class Build:
             for name, digest in result.metadata["sha256"].items():
                 _place(result.artifact(name), out / name)
                 sums[name] = digest
-        _write_atomic(out / "SHA256SUMS", "".join(f"{sums[n]}  {n}\n" for n in sorted(sums)))
-        _write_atomic(out / "manifest.json", json.dumps(self.manifest(sums), indent=2, sort_keys=True) + "\n")
+        previous_path = out / "manifest.json"
+        try:
+            previous = json.loads(previous_path.read_text()) if previous_path.exists() else None
+        except ValueError:
+            previous = None
+        manifest = merge(previous, self.manifest(sums))
+        artifacts = {name: digest for name, digest in manifest["artifacts"].items() if (out / name).exists()}
+        _write_atomic(out / "SHA256SUMS", "".join(f"{artifacts[n]}  {n}\n" for n in sorted(artifacts)))
+        _write_atomic(previous_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return out
 
     def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
-        return {
-            "bootkiln": __version__,
-            "profile": self.profile.resolved(),
-            "archive": self.archive.identity(),
-            "builder": self.builder.identity(),
-            "stages": {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"}}
-                       for name, r in self.results.items()},
-            "artifacts": sums,
-        }
+        stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},
+                         "artifacts": r.metadata["sha256"]} for name, r in self.results.items()}
+        return new_manifest(self.profile, self.archive.identity(), self.builder.identity(), stages, sums)
 
 
 def _place(source: Path, destination: Path) -> None:

@@ -53,7 +53,7 @@ def test_rootfs_tarball_is_normalised(default_rootfs: StageResult, session_build
 def test_package_manifest_and_sums(default_rootfs: StageResult, session_build: SessionBuild) -> None:
     out = session_build.workspace.output_dir("default")
     rows = [line.split("\t") for line in (out / "packages.tsv").read_text().splitlines()]
-    assert all(len(row) == 3 for row in rows)
+    assert all(len(row) == 4 and len(row[3]) == 64 for row in rows), "name, version, architecture, sha256"
     assert {"base-files", "dpkg", "libc6"} <= {row[0] for row in rows}
     assert {row[2] for row in rows} <= {"amd64", "all"}
     lines = (out / "SHA256SUMS").read_text().splitlines()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bootkiln.archive import ArchiveState
+from bootkiln.archive import ArchiveState, sources_list
 from bootkiln.builder import BuilderImage
 from bootkiln.config import Profile
 from bootkiln.console import Reporter
@@ -102,16 +102,21 @@ def archive_env(ctx: StageContext) -> dict[str, str]:
     return {
         "SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
         "BK_SUITE": debian.suite,
-        "BK_MIRROR": ctx.archive.mirror,
-        "BK_SNAPSHOT": debian.snapshot or "",
         "BK_ARCH": debian.architecture,
-        "BK_COMPONENTS": ",".join(debian.components),
+        "BK_SNAPSHOT": debian.snapshot or "",
     }
 
 
-def scripts_upload(ctx: StageContext, script: str, extra: dict[str, tuple[bytes, int]] | None = None) -> Upload:
-    """The stage's script and the shared script library, plus any extra files, for /bootkiln/."""
-    files = {script: (script_path(script).read_bytes(), 0o755)}
+def scripts_upload(ctx: StageContext, script: str, extra: dict[str, tuple[bytes, int]] | None = None,
+                   extra_apt_lines: Sequence[str] = ()) -> Upload:
+    """The stage's script, the shared script library, the archive's sources lists and any extra files."""
+    components = ctx.profile.debian.components
+    files = {
+        script: (script_path(script).read_bytes(), 0o755),
+        "apt/sources.list": (sources_list(ctx.archive, components, extra_lines=extra_apt_lines).encode(), 0o644),
+        "apt/sources-src.list": (sources_list(ctx.archive, components, source_packages=True,
+                                              extra_lines=extra_apt_lines).encode(), 0o644),
+    }
     for library in sorted((script_path("lib")).glob("*.sh")):
         files[f"lib/{library.name}"] = (library.read_bytes(), 0o644)
     return files_upload({**files, **(extra or {})})

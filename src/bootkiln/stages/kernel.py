@@ -69,10 +69,11 @@ class KernelStage:
         deb = kernel_deb(ctx.profile)
         extra = {"kernel.deb": (deb.read_bytes(), 0o644)} if deb else {}
         env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile),
-               "BK_KERNEL_APT_SOURCE": kernel.apt_source or "", "BK_MODULES": ",".join(kernel.modules)}
+               "BK_MODULES": ",".join(kernel.modules)}
+        upload = scripts_upload(ctx, SCRIPT, extra, extra_apt_lines=[kernel.apt_source] if kernel.apt_source else [])
         with engine.volume(self.name) as volume:
             online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
-                             uploads=[scripts_upload(ctx, SCRIPT, extra)])
+                             uploads=[upload])
             ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
                            hint=f"could not download {kernel_package(ctx.profile)}; check kernel.* in the profile "
                            "and the mirror")

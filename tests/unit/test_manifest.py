@@ -1,0 +1,110 @@
+"""Manifests are sealed, refused when edited or foreign; two builds' outputs are compared and explained."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bootkiln import __version__
+from bootkiln.config import load_profile
+from bootkiln.errors import InputError
+from bootkiln.manifest import load_manifest, merge, new_manifest
+from bootkiln.reproduce import CONDITIONS, compare_outputs, profile_from_manifest
+
+ARCHIVE = {"mirror": "http://deb.debian.org/debian", "suite": "bookworm", "snapshot": None,
+           "release_sha256": "ab" * 32, "source_date_epoch": 1700000000}
+
+
+def write_manifest(tmp_path: Path, **changes: object) -> Path:
+    data = new_manifest(load_profile(None), ARCHIVE, {"tag": "t", "image_id": "sha256:x"},
+                        {"iso": {"key": "k"}}, {"boot.iso": "cd" * 32})
+    data.update(changes)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_sealed_manifest_loads_and_rebuilds_the_same_profile(tmp_path: Path) -> None:
+    data = load_manifest(write_manifest(tmp_path))
+    assert data["bootkiln"]["version"] == __version__
+    assert {"scripts", "docker", "bootkiln", "busybox.config", "overlay:initramfs:initramfs-base"} <= set(
+        data["inputs"])
+    assert profile_from_manifest(data) == load_profile(None)
+
+
+def test_an_edited_manifest_is_refused(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path)
+    data = json.loads(path.read_text())
+    data["artifacts"]["boot.iso"] = "00" * 32
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="edited"):
+        load_manifest(path)
+
+
+def test_a_manifest_from_another_version_is_refused_with_the_reason(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path)
+    data = json.loads(path.read_text())
+    data["bootkiln"]["version"] = "0.0.1"
+    from bootkiln.manifest import seal
+
+    path.write_text(json.dumps(seal(data)))
+    with pytest.raises(InputError) as caught:
+        load_manifest(path)
+    assert "bootkiln 0.0.1" in caught.value.message and __version__ in caught.value.message
+
+
+def test_not_a_manifest_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a bootkiln manifest"):
+        load_manifest(path)
+
+
+def test_merge_keeps_earlier_stages_of_the_same_build_only() -> None:
+    profile = load_profile(None)
+    first = new_manifest(profile, ARCHIVE, {"image_id": "a"}, {"rootfs": {"key": "1"}}, {"rootfs.tar": "1"})
+    second = new_manifest(profile, ARCHIVE, {"image_id": "a"}, {"iso": {"key": "2"}}, {"boot.iso": "2"})
+    merged = merge(first, second)
+    assert set(merged["stages"]) == {"rootfs", "iso"} and set(merged["artifacts"]) == {"rootfs.tar", "boot.iso"}
+    moved = new_manifest(profile, {**ARCHIVE, "release_sha256": "ef" * 32}, {"image_id": "a"},
+                         {"iso": {"key": "3"}}, {"boot.iso": "3"})
+    assert set(merge(first, moved)["stages"]) == {"iso"}
+
+
+def tar_with(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1700000000
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def publish(folder: Path, files: dict[str, bytes]) -> Path:
+    import hashlib
+
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "SHA256SUMS").write_text("".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in files.items()))
+    return folder
+
+
+def test_two_builds_that_differ_are_reported_with_where(tmp_path: Path) -> None:
+    same = b"identical kernel bytes"
+    first = publish(tmp_path / "a", {"vmlinuz": same, "rootfs.tar": tar_with({"etc/machine-id": b""})})
+    second = publish(tmp_path / "b", {"vmlinuz": same, "rootfs.tar": tar_with({"etc/machine-id": b"1234\n"})})
+    checks = {check.name: check for check in compare_outputs(first, second)}
+    assert checks["vmlinuz"].matches and not checks["rootfs.tar"].matches
+    assert "etc/machine-id" in checks["rootfs.tar"].details
+
+
+def test_the_two_build_conditions_differ_in_everything_the_issue_lists() -> None:
+    first, second = CONDITIONS
+    for field in ("tz", "locale", "umask", "hostname", "folder"):
+        assert getattr(first, field) != getattr(second, field)
