@@ -1,17 +1,27 @@
 """The builder image: a Debian container with the tools every stage runs.
 
-Its base is either a pinned Debian image (pulled, or already loaded) or one bootkiln makes itself
-with mmdebstrap and `docker import`, for engines that reach no registry. The image is tagged with a
-hash of its inputs, so it is rebuilt only when the Dockerfile, its folder or the base change.
+Two ways to make it, chosen by `builder.base`:
+- `image`: docker/Dockerfile on a pinned Debian image (present locally, or pulled).
+- `mmdebstrap`: bootkiln bootstraps Debian with every package in docker/builder-packages.txt on
+  this host, with SOURCE_DATE_EPOCH from the archive, and assembles the Docker image itself (a
+  docker-archive with a fixed config), so the same archive state gives the same image ID on any
+  machine. This works where no registry is reachable.
+`auto` uses a local pinned image if there is one, else mmdebstrap if installed, else pulls.
+Either way the image is tagged with a hash of its inputs and made only when they change.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker.errors
 
@@ -24,8 +34,10 @@ from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
 from bootkiln.runner import Host, Runner
 
-BASE_REPO = "bootkiln-base"
 BUILDER_REPO = "bootkiln-builder"
+ASSEMBLY_FORMAT = "1"
+BUILDER_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive",
+               "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TZ=UTC"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,48 @@ class BuilderImage:
         return {"tag": self.tag, "image_id": self.image_id, "base": self.base, "base_recipe": self.base_recipe}
 
 
+def builder_packages() -> list[str]:
+    text = (project_root() / "docker" / "builder-packages.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def image_config(layer_digest: str, epoch: int) -> bytes:
+    """The image config for an assembled builder: fixed fields only, so its digest (the image ID) is too."""
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": created,
+        "config": {"Env": BUILDER_ENV, "Cmd": ["/bin/bash"], "Labels": {LABEL: "1"}},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
+        "history": [{"created": created, "created_by": "bootkiln: mmdebstrap docker/builder-packages.txt"}],
+    }
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_docker_archive(layer: Path, destination: Path, tag: str, epoch: int) -> str:
+    """Wrap a root filesystem tarball as a one-layer `docker load` archive; return the image ID."""
+    digest = hashlib.sha256()
+    with layer.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    layer_digest = digest.hexdigest()
+    config = image_config(layer_digest, epoch)
+    config_digest = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{"Config": f"{config_digest}.json", "RepoTags": [tag],
+                            "Layers": [f"{layer_digest}/layer.tar"]}]).encode()
+    with tarfile.open(destination, "w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in ((f"{config_digest}.json", config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), epoch
+            archive.addfile(info, io.BytesIO(data))
+        info = archive.gettarinfo(str(layer), arcname=f"{layer_digest}/layer.tar")
+        info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
+        with layer.open("rb") as handle:
+            archive.addfile(info, handle)
+    return f"sha256:{config_digest}"
+
+
 @dataclass
 class BuilderFactory:
     engine: Engine
@@ -46,38 +100,26 @@ class BuilderFactory:
     reporter: Reporter
 
     def ensure(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[BuilderImage, bool]:
-        """The builder image for these settings, and whether it had to be built now."""
-        base, recipe = self._base(settings, archive)
-        docker_dir = project_root() / "docker"
-        sources = sources_list(archive, ["main"])
-        key = (Fingerprint("builder").add_tree("docker", docker_dir).add_json("base", recipe)
-               .add_text("sources", sources).hexdigest())
-        tag = f"{BUILDER_REPO}:{key[:20]}"
-        image = self._local(tag)
-        built = image is None
-        if image is None:
-            self._build(docker_dir, tag, base, archive, sources)
-            image = self._local(tag)
-            if image is None:
-                raise EnvironmentProblem(f"docker build reported success but {tag} is missing")
-        return BuilderImage(tag=tag, image_id=image.id, base=base, base_recipe=recipe), built
+        """The builder image for these settings, and whether it had to be made now."""
+        method, base_id = self._choose(settings)
+        if method == "mmdebstrap":
+            return self._assembled(settings, archive)
+        return self._from_dockerfile(settings, archive, base_id)
 
-    # --- base image ---------------------------------------------------------------------------
-    def _base(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[str, dict[str, Any]]:
+    def _choose(self, settings: BuilderSettings) -> tuple[Literal["image", "mmdebstrap"], str]:
         problems: list[str] = []
         if settings.base in ("auto", "image"):
             found = self._local(settings.image)
             if found is not None:
-                return settings.image, {"image": settings.image, "id": found.id}
+                return "image", str(found.id)
         if settings.base in ("auto", "mmdebstrap"):
             if shutil.which("mmdebstrap"):
-                return self._mmdebstrap_base(settings, archive)
+                return "mmdebstrap", ""
             problems.append("mmdebstrap is not installed on this host (apt-get install mmdebstrap)")
         if settings.base in ("auto", "image"):
             try:
                 self.reporter.info(f"pulling builder base {settings.image}")
-                pulled = self.engine.client.images.pull(settings.image)
-                return settings.image, {"image": settings.image, "id": pulled.id}
+                return "image", str(self.engine.client.images.pull(settings.image).id)
             except docker.errors.APIError as exc:
                 problems.append(f"pulling {settings.image} failed: {str(exc).splitlines()[0][:200]}")
         raise EnvironmentProblem(
@@ -86,26 +128,57 @@ class BuilderFactory:
             "profile's builder.image, or set builder.base to choose the method",
         )
 
-    def _mmdebstrap_base(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[str, dict[str, Any]]:
-        recipe = {"tool": "mmdebstrap", "variant": "minbase", "suite": settings.suite,
-                  "archive": archive.identity()}
-        tag = f"{BASE_REPO}:{Fingerprint('base').add_json('recipe', recipe).hexdigest()[:20]}"
-        if self._local(tag) is None:
-            with tempfile.TemporaryDirectory(prefix="bootkiln-base-") as scratch:
-                tarball = Path(scratch) / "base.tar"
-                argv = ["mmdebstrap", "--variant=minbase", "--aptopt=Acquire::Retries \"3\"",
-                        *(["--aptopt=Acquire::Check-Valid-Until \"false\""] if archive.snapshot else []),
-                        settings.suite, str(tarball), archive.mirror]
-                env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": str(archive.source_date_epoch),
-                       "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-                self.runner.run(argv, stage="base", where=Host(env=env),
-                                hint="mmdebstrap makes the builder's Debian base; check the mirror and disk space",
-                                missing_hint="apt-get install mmdebstrap")
-                repository, _, version = tag.partition(":")
-                self.engine.client.api.import_image_from_file(str(tarball), repository=repository, tag=version)
-        return tag, recipe
+    # --- assembled with mmdebstrap ---------------------------------------------------------------
+    def _assembled(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[BuilderImage, bool]:
+        packages = builder_packages()
+        recipe = {"method": "mmdebstrap", "format": ASSEMBLY_FORMAT, "variant": "minbase", "suite": settings.suite,
+                  "archive": archive.identity(), "packages": packages, "env": BUILDER_ENV}
+        tag = f"{BUILDER_REPO}:{Fingerprint('builder').add_json('recipe', recipe).hexdigest()[:20]}"
+        image = self._local(tag)
+        if image is not None:
+            return BuilderImage(tag, str(image.id), "mmdebstrap", recipe), False
+        with tempfile.TemporaryDirectory(prefix="bootkiln-builder-") as scratch:
+            rootfs = Path(scratch) / "rootfs.tar"
+            sources = Path(scratch) / "sources.list"
+            sources.write_text(sources_list(archive, ["main"]))
+            argv = ["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}",
+                    "--aptopt=Acquire::Retries \"5\"", "--aptopt=Acquire::http::Timeout \"30\"",
+                    "--customize-hook=rm -f \"$1\"/etc/machine-id && touch \"$1\"/etc/machine-id",
+                    settings.suite, str(rootfs), str(sources)]
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": str(archive.source_date_epoch),
+                   "LC_ALL": "C.UTF-8", "TZ": "UTC", "HOME": "/root"}
+            self.runner.run(argv, stage="builder", where=Host(env=env),
+                            hint="mmdebstrap makes the builder image; check the mirror and disk space",
+                            missing_hint="apt-get install mmdebstrap")
+            bundle = Path(scratch) / "image.tar"
+            expected_id = write_docker_archive(rootfs, bundle, tag, archive.source_date_epoch)
+            with bundle.open("rb") as handle:
+                for _ in self.engine.client.api.load_image(handle):
+                    pass
+        image = self._local(tag)
+        if image is None or image.id != expected_id:
+            raise EnvironmentProblem(f"loading the assembled builder gave {getattr(image, 'id', None)}, "
+                                     f"not {expected_id}", hint="is the engine's storage driver content-addressed?")
+        return BuilderImage(tag, str(image.id), "mmdebstrap", recipe), True
 
-    # --- builder image ------------------------------------------------------------------------
+    # --- from docker/Dockerfile on a pinned image ---------------------------------------------------
+    def _from_dockerfile(self, settings: BuilderSettings, archive: ArchiveState,
+                         base_id: str) -> tuple[BuilderImage, bool]:
+        recipe = {"method": "image", "image": settings.image, "id": base_id}
+        docker_dir = project_root() / "docker"
+        sources = sources_list(archive, ["main"])
+        key = (Fingerprint("builder").add_tree("docker", docker_dir).add_json("base", recipe)
+               .add_text("sources", sources).hexdigest())
+        tag = f"{BUILDER_REPO}:{key[:20]}"
+        image = self._local(tag)
+        built = image is None
+        if image is None:
+            self._build(docker_dir, tag, settings.image, archive, sources)
+            image = self._local(tag)
+            if image is None:
+                raise EnvironmentProblem(f"docker build reported success but {tag} is missing")
+        return BuilderImage(tag, str(image.id), settings.image, recipe), built
+
     def _build(self, docker_dir: Path, tag: str, base: str, archive: ArchiveState, sources: str) -> None:
         tail: list[str] = []
         buildargs = {"BASE": base, "SOURCE_DATE_EPOCH": str(archive.source_date_epoch), "BOOTKILN_SOURCES": sources}

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bootkiln.builder import BuilderFactory
+from bootkiln.console import Reporter
+from bootkiln.engine import Engine
+from bootkiln.runner import Runner
 from bootkiln.stages.base import StageResult
 from tests.fixtures import SessionBuild, invoke
 
@@ -47,3 +51,18 @@ def test_rebuild_refuses_an_edited_manifest(default_iso: StageResult, session_bu
     edited.write_text(json.dumps(data))
     result = invoke(["rebuild", "--manifest", str(edited)])
     assert result.returncode == 2 and "edited" in result.output, result.output
+
+
+def test_the_assembled_builder_image_reproduces(session_build: SessionBuild, engine: Engine) -> None:
+    """Made again from the same archive state, in another time zone, the builder has the same image ID."""
+    first = session_build.build.builder
+    assert first.base == "mmdebstrap", "this machine has no pinned base image, so bootkiln assembles its own"
+    engine.client.images.remove(first.tag)
+    try:
+        again, made = BuilderFactory(engine, Runner(Reporter(quiet_output=True)), Reporter()).ensure(
+            session_build.build.profile.builder, session_build.build.archive)
+    finally:
+        if engine.client.images.list(name=first.tag) == []:
+            engine.client.images.get(first.image_id).tag(*first.tag.split(":"))
+    assert made and again.tag == first.tag
+    assert again.image_id == first.image_id
