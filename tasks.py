@@ -7,6 +7,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from bootkiln import cli, devtasks
+from bootkiln.aws import cli_actions as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
 
@@ -54,7 +55,7 @@ def clean(c: Context, docker: bool = False) -> None:
 
 @task(help={"pytest_args": "extra arguments for pytest, e.g. '-k cache -x'"})
 def test(c: Context, pytest_args: str = "") -> None:
-    """Run ruff, mypy and the whole pytest suite (unit and Docker tiers)."""
+    """Run ruff, mypy and the whole pytest suite (unit, Docker, QEMU and AWS/moto tiers)."""
     _exit(devtasks.run_tests(pytest_args.split()))
 
 
@@ -88,3 +89,39 @@ def verify_reproducible(c: Context, profile: str | None = None, keep: str | None
 def rebuild(c: Context, manifest: str) -> None:
     """Rebuild from a manifest alone and report whether each artifact matches it."""
     _exit(cli.rebuild(manifest))
+
+
+@task(help={**PROFILE_HELP, "image": "raw disk image (default: out/<profile>/disk.img)",
+            "manifest": "build manifest whose seal tags the AMI (default: out/<profile>/manifest.json)"})
+def publish_ami(c: Context, profile: str | None = None, image: str | None = None, manifest: str | None = None) -> None:
+    """Upload the disk image as an EBS snapshot (EBS direct APIs) and register it as the next AMI version."""
+    _exit(aws.publish_ami(profile, image, manifest))
+
+
+@task(help={**PROFILE_HELP, "iso": "ISO to upload (default: out/<profile>/boot.iso)",
+            "manifest": "build manifest (default: out/<profile>/manifest.json)"})
+def upload_iso(c: Context, profile: str | None = None, iso: str | None = None, manifest: str | None = None) -> None:
+    """Upload the profile's ISO and its manifest to S3 (multipart, a SHA-256 checksum per part)."""
+    _exit(aws.upload_iso(profile, iso, manifest))
+
+
+@task(help={**PROFILE_HELP, "hostname": "the host's FQDN (default: userdata.hostname)",
+            "output": "file to write (default: out/<profile>/userdata/<hostname>.gz)"})
+def userdata(c: Context, profile: str | None = None, hostname: str | None = None, output: str | None = None) -> None:
+    """Write the installer's user-data for a host and print its size against EC2's 16 KB limit."""
+    _exit(aws.userdata(profile, hostname, output))
+
+
+@task(help={**PROFILE_HELP, "hostname": "the host's FQDN (default: userdata.hostname)",
+            "ami": "AMI id (default: the newest version of the profile's AMI)",
+            "userdata": "user-data file (default: made for the hostname)"})
+def launch(c: Context, profile: str | None = None, hostname: str | None = None, ami: str | None = None,
+           userdata: str | None = None) -> None:
+    """Launch an instance of the profile's AMI with the host's user-data (IMDSv2 only); add its DNS record."""
+    _exit(aws.launch(profile, hostname, ami, userdata))
+
+
+@task(help={**PROFILE_HELP, "hostname": "the host's FQDN (default: userdata.hostname)"})
+def teardown(c: Context, profile: str | None = None, hostname: str | None = None) -> None:
+    """Delete the host's Route53 record and terminate its instance."""
+    _exit(aws.teardown(profile, hostname))

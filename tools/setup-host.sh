@@ -16,6 +16,7 @@ PACKAGES=(
     qemu-utils
     python3-venv
     cpio            # the unit tests read bootkiln's own cpio writer back with GNU cpio
+    busybox-static  # the unit tests run the user-data reader with busybox alone, as the installer will
     ca-certificates
 )
 

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
 from bootkiln.errors import InputError
-from bootkiln.userdata import Certificates, CertFiles, KeyType
+from bootkiln.userdata import CertFiles, Certificates, KeyType
 
 # Puppet's own defaults: a CA lives 15 years, host certificates 5.
 CA_LIFETIME = dt.timedelta(days=15 * 365)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from bootkiln.errors import InputError
 from bootkiln.model import StrictModel
 
-USERDATA_VERSION = 1
+USERDATA_VERSION: Final = 1
 MAGIC = "#bootkiln-userdata"
 # EC2 refuses user-data over 16 KB, counted before the base64 encoding the API adds.
 EC2_USERDATA_LIMIT = 16384
@@ -36,6 +36,7 @@ PuppetEnvironment = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=64)
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,30}$")]
 MountPoint = Annotated[str, Field(pattern=r"^/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$", max_length=200)]
 Device = Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")]
+_HOSTNAME: TypeAdapter[str] = TypeAdapter(Hostname)
 SIZE_UNITS = {"MiB": 1, "GiB": 1024, "TiB": 1024 * 1024}
 
 
@@ -243,8 +244,15 @@ class UserData(StrictModel):
     certs: Certificates
 
 
-def render(settings: UserdataSettings, *, hostname: str | None, certs: Certificates, where: str) -> UserData:
-    """The document for one host: the profile's settings with the hostname and certificates filled in."""
+@dataclass(frozen=True)
+class HostNames:
+    hostname: str
+    certname: str
+    server: str
+
+
+def host_names(settings: UserdataSettings, hostname: str | None, *, where: str) -> HostNames:
+    """Who the document is for, checked before any certificate is made for that name."""
     name = hostname or settings.hostname
     if name is None:
         raise InputError(f"{where}: no hostname for the user-data",
@@ -253,17 +261,21 @@ def render(settings: UserdataSettings, *, hostname: str | None, certs: Certifica
         raise InputError(f"{where}: key 'userdata.puppet.server' is not set",
                          hint="set it to the Puppet server's hostname, e.g. puppet.example.com")
     try:
-        return UserData(hostname=name, disk=settings.disk, certs=certs,
-                        puppet=PuppetConfig(server=settings.puppet.server, environment=settings.puppet.environment,
-                                            certname=settings.puppet.certname or name))
+        PuppetConfig(server=settings.puppet.server, environment=settings.puppet.environment,
+                     certname=settings.puppet.certname or name)
+        checked = _HOSTNAME.validate_python(name)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"{where}: invalid user-data: {problems}",
+        raise InputError(f"{where}: {name!r} cannot be a hostname and Puppet certname: "
+                         f"{exc.errors()[0]['msg']}",
                          hint="hostnames are lowercase DNS names, e.g. web1.example.com") from None
+    return HostNames(checked, settings.puppet.certname or checked, settings.puppet.server)
 
 
-def certname_for(settings: UserdataSettings, hostname: str | None) -> str | None:
-    return settings.puppet.certname or hostname or settings.hostname
+def render(settings: UserdataSettings, *, names: HostNames, certs: Certificates) -> UserData:
+    """The document for one host: the profile's settings with its names and certificates filled in."""
+    return UserData(hostname=names.hostname, disk=settings.disk, certs=certs,
+                    puppet=PuppetConfig(server=names.server, environment=settings.puppet.environment,
+                                        certname=names.certname))
 
 
 # --- wire format --------------------------------------------------------------------------------
@@ -402,6 +414,8 @@ def decode(blob: bytes) -> UserData:
             pems[value] = []
         elif (record := RECORD.match(line)) is not None:
             kind, name, size, filesystem, mount = record.groups()
+            if kind == "part" and (group is not None or logical):
+                raise InputError(f"user-data line {number}: a part= line after the volume group")
             entry = {"name": name, "size": "rest" if size == "rest" else _int(size, number),
                      "filesystem": filesystem, "mountpoint": None if mount == "-" else mount}
             (partitions if kind == "part" else logical).append(entry)

@@ -1,0 +1,117 @@
+"""docs/userdata-read.sh, the reference reader, run by busybox alone as the installer's initramfs will."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.conftest import component_missing
+
+from bootkiln import pki
+from bootkiln.userdata import UserdataSettings, encode, host_names, render
+
+READER = Path(__file__).resolve().parents[2] / "docs" / "userdata-read.sh"
+APPLETS = ("sh", "awk", "gzip", "mkdir", "rm")
+
+
+@pytest.fixture(scope="module")
+def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PATH of busybox applets only: no GNU awk or gzip can stand in for busybox's."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        component_missing("busybox", "the host has no busybox binary (apt-get install busybox)")
+    folder = tmp_path_factory.mktemp("busybox-bin")
+    for applet in APPLETS:
+        (folder / applet).symlink_to(busybox)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blob(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    settings = UserdataSettings.model_validate({
+        "hostname": "web1.example.com", "puppet": {"server": "puppet.example.com"},
+        "disk": {"partitions": [{"name": "efi", "size": "512MiB", "filesystem": "vfat", "mountpoint": "/boot/efi"},
+                                {"name": "pv", "size": "rest", "filesystem": "lvm"}],
+                 "volume_group": {"name": "vg0", "logical_volumes": [
+                     {"name": "root", "size": "8GiB", "filesystem": "ext4", "mountpoint": "/"},
+                     {"name": "swap", "size": 1024, "filesystem": "swap"}]}}})
+    names = host_names(settings, None, where="test")
+    certs = pki.generate(tmp_path_factory.mktemp("pki"), certname=names.certname, hostname=names.hostname,
+                         server=names.server, key_type="ec-p256")
+    return encode(render(settings, names=names, certs=certs)).blob
+
+
+def read(busybox_path: Path, tmp_path: Path, data: bytes) -> tuple[subprocess.CompletedProcess[str], Path]:
+    source = tmp_path / "user-data"
+    source.write_bytes(data)
+    out = tmp_path / "out"
+    process = subprocess.run([str(busybox_path / "sh"), str(READER), str(source), str(out)], capture_output=True,
+                             text=True, env={"PATH": str(busybox_path)}, timeout=30, check=False)
+    return process, out
+
+
+def test_busybox_reads_every_part(busybox_path: Path, tmp_path: Path, blob: bytes) -> None:
+    process, out = read(busybox_path, tmp_path, blob)
+    assert process.returncode == 0, process.stderr
+    env = (out / "userdata.env").read_text().splitlines()
+    assert env == ["BK_VERSION='1'", "BK_HOSTNAME='web1.example.com'", "BK_DISK_DEVICE='/dev/nvme0n1'",
+                   "BK_DISK_WIPE='false'", "BK_VG='vg0'", "BK_VG_PV='pv'", "BK_PUPPET_SERVER='puppet.example.com'",
+                   "BK_PUPPET_ENVIRONMENT='production'", "BK_PUPPET_CERTNAME='web1.example.com'"]
+    assert (out / "layout").read_text().splitlines() == ["part efi 512 vfat /boot/efi", "part pv rest lvm -",
+                                                         "lv root 8192 ext4 /", "lv swap 1024 swap -"]
+    text = gzip.decompress(blob).decode()
+    for part in ("ca", "crl", "cert", "key"):
+        pem = text.split(f"begin={part}\n")[1].split(f"end={part}\n")[0]
+        assert (out / f"{part}.pem").read_text() == pem
+        assert (out / f"{part}.pem").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in out.iterdir()) == ["ca.pem", "cert.pem", "crl.pem", "key.pem", "layout",
+                                                     "userdata.env"]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda t: t.replace("version=1", "version=2"), "version 2 is not supported"),
+    (lambda t: t.replace("hostname=web1", "hostname=web1;reboot"), "bad hostname"),
+    (lambda t: t.replace("disk.wipe=false", "disk.wipe=yes"), "disk.wipe is true or false"),
+    (lambda t: t.replace("puppet.environment=production\n", "puppet.environment=production\nfoo=bar\n"),
+     "unknown key foo"),
+    (lambda t: t.replace("hostname=web1.example.com\n", "hostname=a.example.com\nhostname=b.example.com\n"),
+     "hostname given twice"),
+    (lambda t: t.replace("end=key\n", ""), "section key has no end=key"),
+    (lambda t: t.replace("begin=crl\n-----BEGIN X509 CRL-----", "begin=crl\n-----BEGIN CERTIFICATE-----"),
+     "section crl holds -----BEGIN CERTIFICATE-----"),
+    (lambda t: t.replace("lv root 8192 ext4 /", "lv root 8192 ext4 /srv").replace("lv=root 8192 ext4 /\n",
+                                                                                  "lv=root 8192 ext4 /srv\n"),
+     "nothing is mounted at /"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 efi"), "the vg must name the one lvm partition"),
+    (lambda t: t.replace("part=efi 512 vfat /boot/efi\n", "part=efi rest vfat /boot/efi\n"),
+     "part efi takes the rest of the space but is not last"),
+    (lambda t: t.replace("#bootkiln-userdata", "#cloud-config"), "not a bootkiln user-data document"),
+])
+def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, tmp_path: Path, blob: bytes,
+                                                           mutate: object, message: str) -> None:
+    assert callable(mutate)
+    process, out = read(busybox_path, tmp_path, gzip.compress(mutate(gzip.decompress(blob).decode()).encode()))
+    assert process.returncode == 1
+    assert message in process.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_busybox_refuses_a_truncated_download(busybox_path: Path, tmp_path: Path, blob: bytes) -> None:
+    process, out = read(busybox_path, tmp_path, blob[: len(blob) - 9])
+    assert (process.returncode, process.stderr.strip()) == (1, "user-data: not a complete gzip stream")
+    assert list(out.iterdir()) == []
+
+
+def test_the_reader_is_posix_sh_for_dash_too(tmp_path: Path, blob: bytes) -> None:
+    """The same script under the host's sh, awk and gzip: nothing in it is busybox-only."""
+    dash = shutil.which("dash") or "/bin/sh"
+    source = tmp_path / "user-data"
+    source.write_bytes(blob)
+    process = subprocess.run([dash, str(READER), str(source), str(tmp_path / "out")], capture_output=True, text=True,
+                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=30, check=False)
+    assert process.returncode == 0, process.stderr
+    assert "BK_HOSTNAME='web1.example.com'" in (tmp_path / "out" / "userdata.env").read_text()
