@@ -75,7 +75,7 @@ def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = N
 @task(help={**PROFILE_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
       iterable=["stage"])
 def build(c: Context, profile: str | None = None, stage: list[str] | None = None) -> None:
-    """Build every artifact of the profile (rootfs and ISO), or the stages named with --stage."""
+    """Build every artifact of the profile (rootfs, ISO, disk image), or the stages named with --stage."""
     _exit(cli.build(profile, stage or []))
 
 
@@ -125,3 +125,9 @@ def launch(c: Context, profile: str | None = None, hostname: str | None = None, 
 def teardown(c: Context, profile: str | None = None, hostname: str | None = None) -> None:
     """Delete the host's Route53 record and terminate its instance."""
     _exit(aws.teardown(profile, hostname))
+
+
+@task(help=PROFILE_HELP)
+def build_disk(c: Context, profile: str | None = None) -> None:
+    """Build the profile's raw GPT disk image (BIOS and UEFI boot, ext4 root), without loop devices."""
+    _exit(cli.build_disk(profile))

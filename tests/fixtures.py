@@ -86,6 +86,12 @@ def default_iso(session_build: SessionBuild) -> StageResult:
     return session_build.build.iso()
 
 
+@pytest.fixture(scope="session")
+def default_disk(session_build: SessionBuild) -> StageResult:
+    """The default profile's raw disk image, built once for the whole session."""
+    return session_build.build.disk()
+
+
 @dataclass(frozen=True)
 class Completed:
     returncode: int

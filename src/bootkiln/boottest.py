@@ -6,10 +6,10 @@ last serial lines.
 
 from __future__ import annotations
 
-from bootkiln.config import BOOT_MODES, BootMode
+from bootkiln.config import BOOT_MODES, ISO_BOOT_MODES, BootMode
 from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.pipeline import Build
-from bootkiln.qemu import BootResult, boot, choose_accel, find_ovmf, qemu_binary
+from bootkiln.qemu import BootResult, boot, choose_accel, find_ovmf, is_uefi, qemu_binary
 
 MARKER = "BOOTKILN-BOOT-OK"
 
@@ -42,18 +42,25 @@ def selected_modes(build: Build, requested: list[str]) -> list[BootMode]:
 
 
 def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
+    """Build what the selected modes boot (the ISO, the disk image), then boot each to its marker."""
     modes = selected_modes(build, requested)
     qemu_binary()
-    if any(mode.startswith("uefi") for mode in modes):
+    if any(is_uefi(mode) for mode in modes):
         find_ovmf()
-    iso = build.results["iso"].artifact("boot.iso")
-    accel = choose_accel(build.runner, build.results["kernel"].artifact("vmlinuz"))
-    build.reporter.info(f"booting {iso.name} with {accel.upper()}"
+    images = {}
+    if any(mode in ISO_BOOT_MODES for mode in modes):
+        images["iso"] = build.iso().artifact("boot.iso")
+    if any(mode not in ISO_BOOT_MODES for mode in modes):
+        images["disk"] = build.disk().artifact("disk.img")
+    accel = choose_accel(build.runner, build.stage("kernel").artifact("vmlinuz"))
+    build.reporter.info(f"booting {', '.join(path.name for path in images.values())} with {accel.upper()}"
                         + (" (KVM did not answer the probe)" if accel == "tcg" else ""))
     results = []
     for mode in modes:
+        image = images["iso" if mode in ISO_BOOT_MODES else "disk"]
+        stage = build.profile.initramfs.stage if mode in ISO_BOOT_MODES else build.profile.disk.stage
         with build.reporter.stage(f"boot {mode}") as progress:
-            result = boot(build.runner, build.reporter, mode, iso, marker=f"{MARKER} stage=",
+            result = boot(build.runner, build.reporter, mode, image, marker=f"{MARKER} stage={stage}",
                           accel=accel, memory=build.profile.boot.memory, timeout=build.profile.boot.timeout)
             progress.verb = "passed" if result.passed else "FAILED"
             progress.note = f"marker after {result.seconds:.1f}s ({accel})" if result.passed else "no marker"

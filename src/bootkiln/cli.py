@@ -119,14 +119,28 @@ def build_iso(profile_ref: str | None) -> int:
     return guarded(action)
 
 
+def build_disk(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        result = build.disk()
+        image = build.workspace.output_dir(build.profile.name) / "disk.img"
+        reporter.info(f"disk image: {image}\n  size {result.metadata['bytes'] >> 20} MiB, "
+                      f"{result.metadata['allocated_bytes'] >> 20} MiB allocated (sparse)\n"
+                      f"  sha256 {result.metadata['sha256']['disk.img']}\n  root fs UUID "
+                      f"{result.metadata['ids']['root_fs_uuid']}")
+        reporter.summary()
+
+    return guarded(action)
+
+
 def boot_test(profile_ref: str | None, modes: list[str]) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.boottest import boot_test as run_boots
         from bootkiln.pipeline import Build
 
-        build = Build(load_profile(profile_ref), reporter=reporter)
-        build.iso()
-        run_boots(build, modes)
+        run_boots(Build(load_profile(profile_ref), reporter=reporter), modes)
         reporter.summary()
 
     return guarded(action)

@@ -150,8 +150,26 @@ class IsoSettings(StrictModel):
         return value
 
 
-BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb"]
-BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
+class DiskSettings(StrictModel):
+    """The raw disk image `invoke build-disk` makes: GPT, BIOS boot, ESP and an ext4 root."""
+
+    size: ByteSize = Field(default=ByteSize(1 << 30), description="the image's size; it is kept sparse")
+    esp_size: ByteSize = Field(default=ByteSize(64 << 20), description="the EFI system partition's size")
+    seed: str | None = Field(default=None, description="what GUIDs, UUIDs and serials derive from; default: name")
+    cmdline: str = "console=tty0 console=ttyS0,115200"
+    stage: Word = Field(default="root", description="the initramfs stage the disk boots")
+
+    @field_validator("size", "esp_size")
+    @classmethod
+    def _whole_mebibytes(cls, value: ByteSize) -> ByteSize:
+        if value % (1 << 20) or value < (32 << 20):
+            raise ValueError(f"must be a whole number of MiB and at least 32 MiB, got {value} bytes")
+        return value
+
+
+BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi"]
+BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi")
+ISO_BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
 
 
 class BootSettings(StrictModel):
@@ -159,7 +177,7 @@ class BootSettings(StrictModel):
 
     timeout: int = Field(default=240, ge=10, description="seconds to wait for the marker per boot")
     memory: int = Field(default=512, ge=128, description="guest memory in MiB")
-    modes: list[BootMode] = Field(default_factory=lambda: list(BOOT_MODES))
+    modes: list[BootMode] = Field(default_factory=lambda: list(ISO_BOOT_MODES))
 
 
 class BuilderSettings(StrictModel):
@@ -185,6 +203,7 @@ class Profile(StrictModel):
     busybox: BusyboxSettings = Field(default_factory=BusyboxSettings)
     initramfs: InitramfsSettings = Field(default_factory=InitramfsSettings)
     iso: IsoSettings = Field(default_factory=IsoSettings)
+    disk: DiskSettings = Field(default_factory=DiskSettings)
     boot: BootSettings = Field(default_factory=BootSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)

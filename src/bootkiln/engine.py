@@ -145,10 +145,10 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Upload:
-    """A tar archive to unpack at `path` in the container before it starts."""
+    """A tar archive (bytes, or a file streamed from disk) to unpack at `path` before the container starts."""
 
     path: str
-    archive: bytes
+    archive: bytes | Path
 
 
 @dataclass
@@ -242,7 +242,11 @@ class Engine:
             container = self._create(image, argv, network=network, volumes=volumes or {}, env=env or {},
                                      name=name)
             for upload in uploads:
-                container.put_archive(upload.path, upload.archive)
+                if isinstance(upload.archive, Path):
+                    with upload.archive.open("rb") as handle:
+                        container.put_archive(upload.path, handle)
+                else:
+                    container.put_archive(upload.path, upload.archive)
             return container
 
         container = self._start(make)
@@ -270,7 +274,10 @@ class Engine:
                     continue
                 if member.islnk():
                     member.linkname = member.linkname.partition("/")[2]
-                archive.extract(member, destination, filter="tar")
+                if member.isfile() and member.size >= SPARSE_THRESHOLD:
+                    _extract_sparse(archive, member, destination)
+                else:
+                    archive.extract(member, destination, filter="tar")
 
     @contextmanager
     def idle_container(self, image: str) -> Iterator[str]:
@@ -325,6 +332,29 @@ class Engine:
                 volume.remove(force=True)
                 removed += 1
         return removed
+
+
+SPARSE_THRESHOLD = 16 << 20
+SPARSE_CHUNK = 64 << 10
+
+
+def _extract_sparse(archive: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
+    """Write a large file with holes where it is zero: the Docker API sends disk images dense."""
+    target = destination / member.name
+    if target.resolve().parent != destination.resolve() / Path(member.name).parent:
+        raise EnvironmentProblem(f"refusing to extract {member.name!r} outside {destination}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = archive.extractfile(member)
+    assert source is not None
+    zero = bytes(SPARSE_CHUNK)
+    with target.open("wb") as handle:
+        while chunk := source.read(SPARSE_CHUNK):
+            if chunk == zero[:len(chunk)]:
+                handle.seek(len(chunk), 1)
+            else:
+                handle.write(chunk)
+        handle.truncate(member.size)
+    target.chmod(member.mode & 0o7777)
 
 
 def _is_dead_owner(owner: str, host: str) -> bool:

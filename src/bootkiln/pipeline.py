@@ -27,6 +27,7 @@ from bootkiln.paths import Workspace
 from bootkiln.runner import Runner
 from bootkiln.stages.base import Inputs, Stage, StageContext, StageResult
 from bootkiln.stages.bootloader import BootloaderStage
+from bootkiln.stages.disk import DiskStage
 from bootkiln.stages.busybox import BusyboxStage, check_config
 from bootkiln.stages.initramfs import InitramfsStage
 from bootkiln.stages.iso import IsoStage
@@ -34,18 +35,19 @@ from bootkiln.stages.kernel import KernelStage
 from bootkiln.stages.rootfs import RootfsStage
 
 STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
-    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage)}
+    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage)}
 
 
 def preflight(profile: Profile) -> None:
     """Everything that can be checked without Docker or the network, checked before either is touched."""
     plan_overlays(profile, "rootfs")
     initramfs_paths = {entry.path for entry in plan_overlays(profile, "initramfs")}
-    stage = f"/lib/bootkiln/stages/{profile.initramfs.stage}"
-    if stage not in initramfs_paths:
-        raise InputError(f"{profile.source or 'built-in profile'}: key 'initramfs.stage': no {stage} in the "
-                         f"initramfs overlays {profile.initramfs.overlays}",
-                         hint="add the stage script to an initramfs overlay, or pick an existing stage")
+    for key, name in (("initramfs.stage", profile.initramfs.stage), ("disk.stage", profile.disk.stage)):
+        stage = f"/lib/bootkiln/stages/{name}"
+        if stage not in initramfs_paths:
+            raise InputError(f"{profile.source or 'built-in profile'}: key '{key}': no {stage} in the "
+                             f"initramfs overlays {profile.initramfs.overlays}",
+                             hint="add the stage script to an initramfs overlay, or pick an existing stage")
     check_config(profile)
 
 
@@ -123,15 +125,20 @@ class Build:
             return StageResult(stage.name, key, entry, progress.cached,
                                json.loads((entry / "stage.json").read_text()))
 
-    def rootfs(self) -> StageResult:
-        result = self.stage("rootfs")
+    def produce(self, name: str) -> StageResult:
+        """Build a stage (and what it needs), then publish everything built so far to out/<profile>/."""
+        result = self.stage(name)
         self.publish()
         return result
 
+    def rootfs(self) -> StageResult:
+        return self.produce("rootfs")
+
     def iso(self) -> StageResult:
-        result = self.stage("iso")
-        self.publish()
-        return result
+        return self.produce("iso")
+
+    def disk(self) -> StageResult:
+        return self.produce("disk")
 
     # --- outputs --------------------------------------------------------------------------------
     def publish(self) -> Path:

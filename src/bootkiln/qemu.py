@@ -53,8 +53,15 @@ def find_ovmf() -> Firmware:
                              hint="apt-get install ovmf")
 
 
+def is_uefi(mode: BootMode) -> bool:
+    return mode.startswith("uefi") or mode == "disk-uefi"
+
+
 def media_args(mode: BootMode, image: Path) -> list[str]:
-    """How the image is attached: a CD-ROM drive, or a USB stick holding the hybrid image as a disk."""
+    """How the image is attached: a CD-ROM drive, a USB stick holding the hybrid ISO, or a virtio disk."""
+    if mode.startswith("disk-"):
+        # snapshot=on: the guest may write (its root fs journal), the image file never changes.
+        return ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
     if mode.endswith("-cd"):
         return ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=d"]
     return ["-device", "qemu-xhci,id=xhci",
@@ -63,7 +70,7 @@ def media_args(mode: BootMode, image: Path) -> list[str]:
 
 
 def firmware_args(mode: BootMode, firmware: Firmware | None, vars_copy: Path | None) -> list[str]:
-    if not mode.startswith("uefi"):
+    if not is_uefi(mode):
         return []
     assert firmware is not None and vars_copy is not None
     return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
@@ -84,7 +91,7 @@ def qemu_argv(mode: BootMode, image: Path, *, accel: Accel, memory: int, firmwar
 @contextmanager
 def uefi_vars(mode: BootMode) -> Iterator[tuple[Firmware | None, Path | None]]:
     """A private copy of the writable UEFI variable store for one boot."""
-    if not mode.startswith("uefi"):
+    if not is_uefi(mode):
         yield None, None
         return
     firmware = find_ovmf()

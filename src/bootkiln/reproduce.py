@@ -24,7 +24,7 @@ from bootkiln.paths import Workspace, project_root
 from bootkiln.runner import Host, Runner
 
 # What "every artifact of a profile" means: the stages whose outputs users take away.
-ALL_TARGETS = ("rootfs", "iso")
+ALL_TARGETS = ("rootfs", "iso", "disk")
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".cache", "out", ".git", "__pycache__", ".mypy_cache", ".ruff_cache",
                                      ".pytest_cache", "*.egg-info")
 

@@ -7,9 +7,9 @@ import pytest
 from bootkiln.errors import EnvironmentProblem
 from bootkiln.qemu import find_ovmf, qemu_binary
 from tests.conftest import component_missing
-from tests.fixtures import default_iso, engine, session_build
+from tests.fixtures import default_disk, default_iso, engine, session_build
 
-__all__ = ["default_iso", "engine", "session_build"]
+__all__ = ["default_disk", "default_iso", "engine", "session_build"]
 
 
 @pytest.fixture(scope="session")

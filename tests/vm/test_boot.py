@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bootkiln.boottest import MARKER, BootFailed
-from bootkiln.config import BOOT_MODES, BootMode
+from bootkiln.config import ISO_BOOT_MODES, BootMode
 from bootkiln.console import Reporter
 from bootkiln.qemu import Accel, boot, choose_accel
 from bootkiln.runner import Runner
@@ -20,7 +20,7 @@ def accel(session_build: SessionBuild, default_iso: StageResult, qemu_ready: Non
     return choose_accel(Runner(Reporter()), session_build.build.results["kernel"].artifact("vmlinuz"))
 
 
-@pytest.mark.parametrize("mode", BOOT_MODES)
+@pytest.mark.parametrize("mode", ISO_BOOT_MODES)
 def test_default_iso_boots_to_the_marker(mode: BootMode, default_iso: StageResult, accel: Accel,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     reporter = Reporter(quiet_output=True)
@@ -49,3 +49,16 @@ def test_boot_test_task_boots_every_mode(session_build: SessionBuild, default_is
     assert result.returncode == 0, result.output[-3000:]
     assert "bios-cd   passed" in result.output and "uefi-usb  passed" in result.output
     assert "bios-usb  passed" not in result.output, "--mode limits the boots"
+
+
+@pytest.mark.parametrize("mode", ["disk-bios", "disk-uefi"])
+def test_default_disk_image_boots_its_ext4_root(mode: BootMode, default_disk: StageResult, accel: Accel,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    reporter = Reporter(quiet_output=True)
+    result = boot(Runner(reporter), reporter, mode, default_disk.artifact("disk.img"),
+                  marker=f"{MARKER} stage=root", accel=accel, memory=512, timeout=240)
+    with capsys.disabled():
+        print(f"\n  {mode}: marker after {result.seconds:.1f}s ({accel})")
+    assert result.passed, "\n".join(result.tail)
+    marker = next(line for line in result.tail if MARKER in line)
+    assert "os=Debian GNU/Linux 12 (bookworm)" in marker, "the root filesystem on the disk was mounted"
