@@ -21,6 +21,7 @@ fetch() {
     cd /work/dl
     apt-get "${ARCHIVE_APT[@]}" -q source --download-only busybox
     dpkg-source --require-strong-checksums -x ./busybox_*.dsc "$SRC"
+    sha256sum ./busybox_*.dsc ./busybox_*.tar.* | sed 's| \./| |' > /work/source.sha256
     # A dpkg-source killed half-way leaves a partly patched tree without complaint: count patches.
     if [ -f "$SRC/debian/patches/series" ]; then
         want=$(grep -cv '^\s*\(#\|$\)' "$SRC/debian/patches/series" || true)
@@ -63,6 +64,7 @@ compile() {
     install -m 0755 busybox "$OUT/busybox"
     ./busybox --list-full | LC_ALL=C sort > "$OUT/applets.txt"
     echo "$version" > "$OUT/version.txt"
+    cp /work/source.sha256 "$OUT/source.sha256"
     dpkg-query -W -f '${Package}\t${Version}\n' gcc-12 binutils musl-dev linux-libc-dev make > "$OUT/toolchain.tsv"
     echo "busybox: $version, $(stat -c %s busybox) bytes, $(wc -l < "$OUT/applets.txt") applets"
 }

@@ -27,8 +27,8 @@ from bootkiln.paths import Workspace
 from bootkiln.runner import Runner
 from bootkiln.stages.base import Inputs, Stage, StageContext, StageResult
 from bootkiln.stages.bootloader import BootloaderStage
-from bootkiln.stages.disk import DiskStage
 from bootkiln.stages.busybox import BusyboxStage, check_config
+from bootkiln.stages.disk import DiskStage
 from bootkiln.stages.initramfs import InitramfsStage
 from bootkiln.stages.iso import IsoStage
 from bootkiln.stages.kernel import KernelStage

@@ -112,5 +112,7 @@ class BusyboxStage:
             raise InputError(f"the compiled busybox lacks applet(s) the profile needs: {', '.join(absent)}",
                              hint="enable them in the busybox configuration")
         toolchain = dict(line.split("\t") for line in (scratch / "toolchain.tsv").read_text().splitlines())
+        sources = {name: digest for digest, name in
+                   (line.split(maxsplit=1) for line in (scratch / "source.sha256").read_text().splitlines())}
         return {"applets": len(applets), "source_version": (scratch / "version.txt").read_text().strip(),
-                "toolchain": toolchain}
+                "source_sha256": sources, "toolchain": toolchain}
