@@ -131,3 +131,9 @@ def teardown(c: Context, profile: str | None = None, hostname: str | None = None
 def build_disk(c: Context, profile: str | None = None) -> None:
     """Build the profile's raw GPT disk image (BIOS and UEFI boot, ext4 root), without loop devices."""
     _exit(cli.build_disk(profile))
+
+
+@task(help={**PROFILE_HELP, "source": "an existing root folder to copy instead of the built rootfs"})
+def nfsroot(c: Context, profile: str | None = None, source: str | None = None) -> None:
+    """Build a diskless client's root tree and the server's NFS export definitions."""
+    _exit(cli.nfsroot(profile, source))

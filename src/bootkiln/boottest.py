@@ -58,9 +58,9 @@ def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
     results = []
     for mode in modes:
         image = images["iso" if mode in ISO_BOOT_MODES else "disk"]
-        stage = build.profile.initramfs.stage if mode in ISO_BOOT_MODES else build.profile.disk.stage
         with build.reporter.stage(f"boot {mode}") as progress:
-            result = boot(build.runner, build.reporter, mode, image, marker=f"{MARKER} stage={stage}",
+            # Printed by the initramfs stage, or by the booted system (a diskless client's report).
+            result = boot(build.runner, build.reporter, mode, image, marker=MARKER,
                           accel=accel, memory=build.profile.boot.memory, timeout=build.profile.boot.timeout)
             progress.verb = "passed" if result.passed else "FAILED"
             progress.note = f"marker after {result.seconds:.1f}s ({accel})" if result.passed else "no marker"

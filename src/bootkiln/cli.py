@@ -135,6 +135,26 @@ def build_disk(profile_ref: str | None) -> int:
     return guarded(action)
 
 
+def nfsroot(profile_ref: str | None, source: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import Build
+        from bootkiln.stages.nfsroot import require_nfsroot
+
+        profile = load_profile(profile_ref)
+        if source:
+            profile = profile.model_copy(update={"nfsroot": profile.nfsroot.model_copy(update={"source": source})})
+        require_nfsroot(profile)
+        build = Build(profile, reporter=reporter)
+        result = build.produce("nfsroot")
+        out = build.workspace.output_dir(profile.name)
+        reporter.info(f"client tree: {out / 'nfsroot.tar'} ({result.metadata['var_entries']} /var entries recorded)\n"
+                      f"  exports: {out / 'ganesha-exports.conf'} (NFS-Ganesha), {out / 'exports'} (kernel nfsd)\n"
+                      f"  serve it at {result.metadata['nfsroot']}")
+        reporter.summary()
+
+    return guarded(action)
+
+
 def boot_test(profile_ref: str | None, modes: list[str]) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.boottest import boot_test as run_boots

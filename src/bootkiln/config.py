@@ -188,6 +188,44 @@ class BuilderSettings(StrictModel):
     suite: Word = "bookworm"
 
 
+NfsLocation = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:/[^\s,]*$")]
+DEFAULT_EXCLUDES = [
+    # the client mounts these from the server, or gets them as tmpfs
+    "/usr/*", "/home/*", "/var/*", "/tmp/*", "/run/*", "/proc/*", "/sys/*", "/dev/*", "/boot/*", "/media/*",
+    "/mnt/*", "/lost+found",
+    # secrets and identities of the machine the tree came from
+    "/etc/ssh/ssh_host_*", "/etc/machine-id", "/root/.ssh", "/root/.bash_history", "/etc/krb5.keytab",
+]
+
+
+class NfsrootSettings(StrictModel):
+    """The diskless client: its root over NFS (or, live, from the ISO), configured in one place."""
+
+    nfsroot: NfsLocation | None = Field(default=None, description="NFSROOT: SERVER:/PATH of the client root")
+    device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        default="eth0", description="DEVICE: the interface the initramfs configures with DHCP")
+    version: Literal[3, 4] = 3
+    options: Annotated[str, Field(pattern=r"^[A-Za-z0-9_=.,:-]*$")] = Field(
+        default="noacl,proto=tcp,port=2049,mountport=20048,mountproto=tcp,nolock",
+        description="NFS mount options (explicit ports: the client needs no portmapper)")
+    usr: NfsLocation | None = Field(default=None, description="mounted read-only on /usr; default SERVER:/usr")
+    home: NfsLocation | None = Field(default=None, description="mounted read-only on /home; default SERVER:/home")
+    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES))
+    syslog: str | None = Field(default=None, description="remote syslog host; default: the NFS server")
+    source: str | None = Field(default=None, description="an existing root folder to copy instead of the rootfs")
+    overlays: list[str] = Field(default_factory=lambda: ["diskless"])
+    root: Literal["nfs", "iso"] = Field(default="nfs", description="nfs, or iso for the live variant (squashfs)")
+
+    @property
+    def server(self) -> str:
+        assert self.nfsroot is not None
+        return self.nfsroot.rsplit(":/", 1)[0]
+
+    def mount_for(self, folder: str) -> str:
+        configured = {"/usr": self.usr, "/home": self.home}[folder]
+        return configured or f"{self.server}:{folder}"
+
+
 class ChecksSettings(StrictModel):
     """Extra testinfra check files for `invoke test-image`, relative to the profile file."""
 
@@ -204,6 +242,7 @@ class Profile(StrictModel):
     initramfs: InitramfsSettings = Field(default_factory=InitramfsSettings)
     iso: IsoSettings = Field(default_factory=IsoSettings)
     disk: DiskSettings = Field(default_factory=DiskSettings)
+    nfsroot: NfsrootSettings = Field(default_factory=NfsrootSettings)
     boot: BootSettings = Field(default_factory=BootSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)

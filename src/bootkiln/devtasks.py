@@ -21,7 +21,8 @@ def run_tests(pytest_args: list[str]) -> int:
             ("pytest", [sys.executable, "-m", "pytest", *pytest_args], "see the failing tests above"),
         ]
         for name, argv, hint in steps:
-            with reporter.stage(name):
+            with reporter.stage(name) as progress:
+                progress.verb = "passed"
                 runner.run(argv, stage=name, where=here, hint=hint)
         reporter.summary()
 

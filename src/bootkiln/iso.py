@@ -25,7 +25,7 @@ import time
 import types
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import struct_time
@@ -184,7 +184,7 @@ def fix_gpt_crcs(handle: BinaryIO) -> None:
 
 
 def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline: str, marker: str,
-                     source_date_epoch: int) -> None:
+                     source_date_epoch: int, extra: Sequence[tuple[str, Path]] = ()) -> None:
     """Write the ISO to `destination` (a temporary path; the caller renames it into place)."""
     mbr_code = files.isohdpfx.read_bytes()
     if len(mbr_code) != ISOHDPFX_SIZE:
@@ -202,7 +202,8 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         IsoFile("/boot/vmlinuz", files.kernel.read_bytes()),
         IsoFile("/boot/initrd.img", files.initrd.read_bytes()),
     ]
-    folders = sorted({str(Path(item.path).parent) for item in content} - {"/"}, key=lambda p: p.count("/"))
+    folders = sorted({str(Path(path).parent) for path in [*(item.path for item in content), *(p for p, _ in extra)]}
+                     - {"/"}, key=lambda p: p.count("/"))
     mbr_id = zlib.crc32(b"bootkiln-mbr/%d/%s" % (source_date_epoch, label.encode())) or 1
     with pinned_pycdlib(source_date_epoch, seed=label.encode()):
         iso = pycdlib.PyCdlib()
@@ -213,6 +214,12 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         for item in content:
             iso.add_fp(io.BytesIO(item.data), len(item.data), item.iso9660, rr_name=Path(item.path).name,
                        joliet_path=item.path, file_mode=0o100444)
+        # Large payloads (a live system's squashfs) are streamed from disk while the image is written.
+        handles = contextlib.ExitStack()
+        for path, source in extra:
+            handle = handles.enter_context(source.open("rb"))
+            iso.add_fp(handle, source.stat().st_size, path.upper() + ";1", rr_name=Path(path).name,
+                       joliet_path=path, file_mode=0o100444)
         # BIOS first (the initial entry), then UEFI: pycdlib sizes the EFI partition from the last entry.
         iso.add_eltorito("/ISOLINUX/ISOLINUX.BIN;1", bootcatfile="/ISOLINUX/BOOT.CAT;1", rr_bootcatname="boot.cat",
                          joliet_bootcatfile="/isolinux/boot.cat", boot_load_size=4, boot_info_table=True,
@@ -229,9 +236,9 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         hybrid.secondary_gpt.header.disk_guid = hybrid.primary_gpt.header.disk_guid
         for backup, primary in zip(hybrid.secondary_gpt.parts, hybrid.primary_gpt.parts, strict=True):
             backup.part_guid = primary.part_guid
-        with destination.open("w+b") as handle:
-            iso.write_fp(handle)
-            fix_gpt_crcs(handle)
+        with handles, destination.open("w+b") as output:
+            iso.write_fp(output)
+            fix_gpt_crcs(output)
         iso.close()
 
 

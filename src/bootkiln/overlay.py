@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bootkiln.config import Profile, overlay_dir
+from bootkiln.config import FileAttrs, Profile, overlay_dir
 from bootkiln.errors import InputError
 
 
@@ -37,25 +37,31 @@ class OverlayEntry:
 def plan_overlays(profile: Profile, part: Literal["rootfs", "initramfs"] = "rootfs") -> list[OverlayEntry]:
     """Every path the profile's overlays put in the rootfs (or initramfs), with its final mode and owner."""
     settings = profile.rootfs if part == "rootfs" else profile.initramfs
+    return plan_tree(profile, settings.overlays, settings.attrs, f"{part}.overlays")
+
+
+def plan_tree(profile: Profile, names: list[str], attrs: dict[str, FileAttrs], key: str) -> list[OverlayEntry]:
+    """The merged plan of some overlay folders: later ones win; `attrs` set modes and owners."""
+    part = key.split(".")[0]
     merged: dict[str, OverlayEntry] = {}
-    for name in settings.overlays:
-        root = overlay_dir(profile, name, f"{part}.overlays")
+    for name in names:
+        root = overlay_dir(profile, name, key)
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             for entry_name in sorted([*dirnames, *filenames]):
                 source = Path(dirpath, entry_name)
                 image_path = "/" + source.relative_to(root).as_posix()
                 merged[image_path] = _default_entry(image_path, source)
-    unknown = sorted(set(settings.attrs) - set(merged))
+    unknown = sorted(set(attrs) - set(merged))
     if unknown:
         raise InputError(
             f"{profile.source or 'built-in profile'}: key '{part}.attrs' names paths no overlay provides: "
             + ", ".join(unknown),
             hint="attrs set modes of overlay files; check the path or add the file to an overlay",
         )
-    for path, attrs in settings.attrs.items():
+    for path, wanted in attrs.items():
         entry = merged[path]
-        merged[path] = OverlayEntry(path, entry.kind, int(attrs.mode, 8), attrs.uid, attrs.gid, entry.source,
+        merged[path] = OverlayEntry(path, entry.kind, int(wanted.mode, 8), wanted.uid, wanted.gid, entry.source,
                                     entry.target)
     return [merged[path] for path in sorted(merged)]
 

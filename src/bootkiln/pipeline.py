@@ -32,10 +32,11 @@ from bootkiln.stages.disk import DiskStage
 from bootkiln.stages.initramfs import InitramfsStage
 from bootkiln.stages.iso import IsoStage
 from bootkiln.stages.kernel import KernelStage
+from bootkiln.stages.nfsroot import NfsrootStage, require_nfsroot
 from bootkiln.stages.rootfs import RootfsStage
 
 STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
-    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage)}
+    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage, NfsrootStage)}
 
 
 def preflight(profile: Profile) -> None:
@@ -49,6 +50,8 @@ def preflight(profile: Profile) -> None:
                              f"initramfs overlays {profile.initramfs.overlays}",
                              hint="add the stage script to an initramfs overlay, or pick an existing stage")
     check_config(profile)
+    if profile.initramfs.stage == "nfs" or profile.nfsroot.root == "iso":
+        require_nfsroot(profile)
 
 
 class Build:
@@ -97,7 +100,10 @@ class Build:
         """The stage's result, running what it requires first; each stage runs at most once per build."""
         if name not in self.results:
             stage = STAGES[name]()
-            inputs = {required: self.stage(required) for required in stage.requires}
+            # A stage may need less for some profiles (nfsroot from an existing folder needs no rootfs).
+            chooser = getattr(stage, "requires_for", None)
+            requires = chooser(self.profile) if chooser else stage.requires
+            inputs = {required: self.stage(required) for required in requires}
             self.results[name] = self._run_stage(stage, inputs)
         return self.results[name]
 
@@ -114,7 +120,9 @@ class Build:
                     if entry is None:
                         with self.cache.writer(stage.name, key, {}) as scratch:
                             metadata = stage.build(ctx, inputs, scratch)
-                            metadata["sha256"] = {name: sha256_file(scratch / name) for name in stage.outputs}
+                            chooser = getattr(stage, "outputs_for", None)
+                            outputs = chooser(self.profile) if chooser else stage.outputs
+                            metadata["sha256"] = {name: sha256_file(scratch / name) for name in outputs}
                             (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
                         entry = self.cache.lookup(stage.name, key)
                         assert entry is not None, "cache entry vanished right after it was written"

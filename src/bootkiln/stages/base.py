@@ -69,7 +69,7 @@ class Stage(Protocol):
 def base_fingerprint(stage: Stage, inputs: Inputs) -> Fingerprint:
     """Every key starts with the cache format, the stage's name and the keys of what it consumes."""
     fingerprint = Fingerprint(stage.name).add_text("format", CACHE_FORMAT)
-    for name in stage.requires:
+    for name in sorted(inputs):
         fingerprint.add_text(f"input:{name}", inputs[name].key)
     return fingerprint
 

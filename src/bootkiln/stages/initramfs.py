@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from bootkiln.config import Profile
 from bootkiln.cpio import CpioEntry, compress, write_newc
 from bootkiln.errors import InputError
 from bootkiln.overlay import OverlayEntry, plan_overlays
@@ -62,6 +63,15 @@ def overlay_entries(planned: list[OverlayEntry]) -> list[CpioEntry]:
     return entries
 
 
+def nfsroot_settings(profile: Profile) -> str:
+    """What the nfs stage of /init reads (shell assignments; every value is validated by the profile model)."""
+    settings = profile.nfsroot
+    if settings.nfsroot is None:
+        return "NFSROOT=\n"
+    return (f"NFSROOT={settings.nfsroot}\nNFSUSR={settings.mount_for('/usr')}\nNFSVERSION={settings.version}\n"
+            f"NFSOPTS={settings.options}\nDEVICE={settings.device}\n")
+
+
 def kernel_facts(kernel_txt: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {"modules": [], "builtin": []}
     for line in kernel_txt.read_text().splitlines():
@@ -86,6 +96,7 @@ class InitramfsStage:
             base_fingerprint(self, inputs)
             .add_json("initramfs", profile.initramfs.model_dump(mode="json"))
             .add_json("modules", profile.kernel.modules)
+            .add_json("nfsroot", profile.nfsroot.model_dump(mode="json"))
             .add_text("name", profile.name)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
         )
@@ -106,6 +117,7 @@ class InitramfsStage:
             CpioEntry("etc/bootkiln/modules", "file", 0o644, modules.encode()),
             CpioEntry("etc/bootkiln/stage", "file", 0o644, f"{profile.initramfs.stage}\n".encode()),
             CpioEntry("etc/bootkiln/release", "file", 0o644, f"profile {profile.name}\n".encode()),
+            CpioEntry("etc/bootkiln/nfsroot", "file", 0o644, nfsroot_settings(profile).encode()),
         ]
         layers = [
             FOLDERS,

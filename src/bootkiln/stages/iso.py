@@ -10,6 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bootkiln.config import Profile
 from bootkiln.errors import InputError
 from bootkiln.iso import BootFiles, write_hybrid_iso
 from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
@@ -17,12 +18,17 @@ from bootkiln.stages.bootloader import ISO_MARKER
 from bootkiln.stages.initramfs import mib
 
 ISO_NAME = "boot.iso"
+LIVE_SQUASHFS = "/live/root.squashfs"
 
 
 class IsoStage:
     name = "iso"
     requires: tuple[str, ...] = ("kernel", "initramfs", "bootloader")
     outputs: tuple[str, ...] = (ISO_NAME,)
+
+    def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        # The live variant carries its root filesystem on the ISO.
+        return (*self.requires, "nfsroot") if profile.nfsroot.root == "iso" else self.requires
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
@@ -44,8 +50,9 @@ class IsoStage:
             isohdpfx=boot.artifact("isohdpfx.bin"), efi_image=boot.artifact("efiboot.img"),
         )
         iso = scratch / ISO_NAME
+        extra = [(LIVE_SQUASHFS, inputs["nfsroot"].artifact("root.squashfs"))] if "nfsroot" in inputs else []
         write_hybrid_iso(iso, files, label=settings.label, cmdline=settings.cmdline, marker=ISO_MARKER,
-                         source_date_epoch=ctx.archive.source_date_epoch)
+                         source_date_epoch=ctx.archive.source_date_epoch, extra=extra)
         size = iso.stat().st_size
         if settings.max_size is not None and size > settings.max_size:
             parts = ", ".join(f"{name} {mib(path.stat().st_size)}" for name, path in
