@@ -111,3 +111,28 @@ def invoke(args: list[str], *, env: Mapping[str, str] | None = None, timeout: fl
 def isolated(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Environment for a task run with its own cache and output folders."""
     yield {"BOOTKILN_CACHE": str(tmp_path / "cache"), "BOOTKILN_OUT": str(tmp_path / "out")}
+
+
+@dataclass(frozen=True)
+class DisklessBuild:
+    build: Build
+    nfsroot: StageResult
+    rootfs: StageResult
+
+
+@pytest.fixture(scope="session")
+def diskless(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> DisklessBuild:
+    """The diskless profile's client tree and NFS boot ISO, built once for the session (sharing the
+    session's stage cache, so busybox and the boot files are reused)."""
+    base = tmp_path_factory.mktemp("diskless")
+    workspace = Workspace(cache=session_build.workspace.cache, out=base / "out")
+    build = Build(load_profile("diskless"), workspace=workspace, reporter=Reporter())
+    build.iso()
+    return DisklessBuild(build, build.produce("nfsroot"), build.stage("rootfs"))
+
+
+@pytest.fixture(scope="session")
+def diskless_live(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> StageResult:
+    """The live variant's ISO (the client tree as squashfs), built once for the session."""
+    workspace = Workspace(cache=session_build.workspace.cache, out=tmp_path_factory.mktemp("live") / "out")
+    return Build(load_profile("diskless-live"), workspace=workspace, reporter=Reporter()).iso()

@@ -17,6 +17,10 @@ PACKAGES=(
     python3-venv
     cpio            # the unit tests read bootkiln's own cpio writer back with GNU cpio
     busybox-static  # the unit tests run the user-data reader with busybox alone, as the installer will
+    nfs-ganesha     # a userspace NFS server for diskless boots (the kernel here may have no nfsd),
+    nfs-ganesha-vfs #   its filesystem backend,
+    rpcbind         #   and the portmapper it registers with (bootkiln runs it in a private namespace)
+    kmod
     ca-certificates
 )
 

@@ -138,7 +138,8 @@ class InitramfsSettings(StrictModel):
 
 
 class IsoSettings(StrictModel):
-    label: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,32}$")] = "BOOTKILN"
+    # Joliet volume identifiers hold 16 characters (ISO 9660's hold 32).
+    label: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,16}$")] = "BOOTKILN"
     cmdline: str = "console=tty0 console=ttyS0,115200"
     max_size: ByteSize | None = None
 

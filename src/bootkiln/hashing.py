@@ -57,9 +57,12 @@ class Fingerprint:
                     entries.append(["link", rel, str(path.readlink())])
                 elif stat.S_ISDIR(info.st_mode):
                     entries.append(["dir", rel])
-                else:
+                elif stat.S_ISREG(info.st_mode):
                     executable = bool(info.st_mode & 0o111)
                     entries.append(["file", rel, executable, sha256_file(path)])
+                else:
+                    # Device nodes, FIFOs and sockets (a root folder has them): never open them.
+                    entries.append(["special", rel, f"{stat.S_IFMT(info.st_mode):o}", str(info.st_rdev)])
         self.add_json(label, entries)
         return self
 

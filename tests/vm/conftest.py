@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from bootkiln.console import Reporter
 from bootkiln.errors import EnvironmentProblem
-from bootkiln.qemu import find_ovmf, qemu_binary
+from bootkiln.qemu import Accel, choose_accel, find_ovmf, qemu_binary
+from bootkiln.runner import Runner
 from tests.conftest import component_missing
-from tests.fixtures import default_disk, default_iso, engine, session_build
+from tests.fixtures import SessionBuild, default_disk, default_iso, diskless, diskless_live, engine, session_build
 
-__all__ = ["default_disk", "default_iso", "engine", "session_build"]
+__all__ = ["default_disk", "default_iso", "diskless", "diskless_live", "engine", "session_build"]
+
+
+@pytest.fixture(scope="session")
+def accel(session_build: SessionBuild, qemu_ready: None) -> Accel:
+    return choose_accel(Runner(Reporter()), session_build.build.stage("kernel").artifact("vmlinuz"))
 
 
 @pytest.fixture(scope="session")

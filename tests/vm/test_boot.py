@@ -9,15 +9,10 @@ import pytest
 from bootkiln.boottest import MARKER, BootFailed
 from bootkiln.config import ISO_BOOT_MODES, BootMode
 from bootkiln.console import Reporter
-from bootkiln.qemu import Accel, boot, choose_accel
+from bootkiln.qemu import Accel, boot
 from bootkiln.runner import Runner
 from bootkiln.stages.base import StageResult
 from tests.fixtures import SessionBuild, invoke
-
-
-@pytest.fixture(scope="session")
-def accel(session_build: SessionBuild, default_iso: StageResult, qemu_ready: None) -> Accel:
-    return choose_accel(Runner(Reporter()), session_build.build.results["kernel"].artifact("vmlinuz"))
 
 
 @pytest.mark.parametrize("mode", ISO_BOOT_MODES)
