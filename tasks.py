@@ -65,10 +65,10 @@ def build_iso(c: Context, profile: str | None = None) -> None:
     _exit(cli.build_iso(profile))
 
 
-@task(help={**PROFILE_HELP, "mode": "boot only these modes: bios-cd, bios-usb, uefi-cd, uefi-usb (repeatable)"},
-      iterable=["mode"])
+@task(help={**PROFILE_HELP, "mode": "boot only these modes (repeatable): bios-cd, bios-usb, uefi-cd, uefi-usb "
+            "(the ISO), disk-bios, disk-uefi (the disk image)"}, iterable=["mode"])
 def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = None) -> None:
-    """Boot the profile's ISO in QEMU (BIOS/UEFI, CD/USB) and wait for the marker on the serial console."""
+    """Boot the profile's ISO (BIOS/UEFI, CD/USB) or disk image in QEMU and wait for the boot marker."""
     _exit(cli.boot_test(profile, mode or []))
 
 
