@@ -41,12 +41,9 @@ for file in shadow gshadow; do
     fi
 done
 
-tar --create --file "$OUT/nfsroot.tar" --directory "$TREE" \
-    --sort=name --numeric-owner --format=pax \
-    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-    --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime \
-    --xattrs --xattrs-include='security.capability' \
-    .
+# shellcheck source=lib/reproducible-tar.sh
+. /bootkiln/lib/reproducible-tar.sh
+reproducible_tar "$OUT/nfsroot.tar" "$TREE"
 echo "nfsroot: $(tar -tf "$OUT/nfsroot.tar" | wc -l) entries, $(wc -l < "$OUT/var-skeleton.txt") /var entries recorded"
 
 if [ "${BK_ROOT:-nfs}" = iso ]; then

@@ -78,12 +78,9 @@ finalise() {
         exit 1
     fi
     normalise
-    tar --create --file "$OUT/rootfs.tar" --directory "$ROOT" \
-        --sort=name --numeric-owner --format=pax \
-        --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-        --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime \
-        --xattrs --xattrs-include='security.capability' \
-        .
+    # shellcheck source=lib/reproducible-tar.sh
+    . /bootkiln/lib/reproducible-tar.sh
+    reproducible_tar "$OUT/rootfs.tar" "$ROOT"
     echo "rootfs: $(wc -l < "$OUT/packages.tsv") packages, $(du -h "$OUT/rootfs.tar" | cut -f1) tarball"
 }
 
