@@ -205,7 +205,7 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
     folders = sorted({str(Path(path).parent) for path in [*(item.path for item in content), *(p for p, _ in extra)]}
                      - {"/"}, key=lambda p: p.count("/"))
     mbr_id = zlib.crc32(b"bootkiln-mbr/%d/%s" % (source_date_epoch, label.encode())) or 1
-    with pinned_pycdlib(source_date_epoch, seed=label.encode()):
+    with pinned_pycdlib(source_date_epoch, seed=label.encode()), contextlib.ExitStack() as handles:
         iso = pycdlib.PyCdlib()
         iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="BOOTKILN",
                 rock_ridge="1.09", joliet=3)
@@ -215,7 +215,6 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
             iso.add_fp(io.BytesIO(item.data), len(item.data), item.iso9660, rr_name=Path(item.path).name,
                        joliet_path=item.path, file_mode=0o100444)
         # Large payloads (a live system's squashfs) are streamed from disk while the image is written.
-        handles = contextlib.ExitStack()
         for path, source in extra:
             handle = handles.enter_context(source.open("rb"))
             iso.add_fp(handle, source.stat().st_size, path.upper() + ";1", rr_name=Path(path).name,
@@ -236,7 +235,7 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         hybrid.secondary_gpt.header.disk_guid = hybrid.primary_gpt.header.disk_guid
         for backup, primary in zip(hybrid.secondary_gpt.parts, hybrid.primary_gpt.parts, strict=True):
             backup.part_guid = primary.part_guid
-        with handles, destination.open("w+b") as output:
+        with destination.open("w+b") as output:
             iso.write_fp(output)
             fix_gpt_crcs(output)
         iso.close()

@@ -101,8 +101,7 @@ class Build:
         if name not in self.results:
             stage = STAGES[name]()
             # A stage may need less for some profiles (nfsroot from an existing folder needs no rootfs).
-            chooser = getattr(stage, "requires_for", None)
-            requires = chooser(self.profile) if chooser else stage.requires
+            requires: tuple[str, ...] = _for_profile(stage, "requires", self.profile)
             inputs = {required: self.stage(required) for required in requires}
             self.results[name] = self._run_stage(stage, inputs)
         return self.results[name]
@@ -120,8 +119,7 @@ class Build:
                     if entry is None:
                         with self.cache.writer(stage.name, key, {}) as scratch:
                             metadata = stage.build(ctx, inputs, scratch)
-                            chooser = getattr(stage, "outputs_for", None)
-                            outputs = chooser(self.profile) if chooser else stage.outputs
+                            outputs: tuple[str, ...] = _for_profile(stage, "outputs", self.profile)
                             metadata["sha256"] = {name: sha256_file(scratch / name) for name in outputs}
                             (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
                         entry = self.cache.lookup(stage.name, key)
@@ -173,6 +171,13 @@ class Build:
         stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},
                          "artifacts": r.metadata["sha256"]} for name, r in self.results.items()}
         return new_manifest(self.profile, self.archive.identity(), self.builder.identity(), stages, sums)
+
+
+def _for_profile(stage: Stage, attribute: str, profile: Profile) -> tuple[str, ...]:
+    """A stage's `requires` or `outputs`, or what its `<attribute>_for(profile)` says for this profile."""
+    chooser = getattr(stage, f"{attribute}_for", None)
+    value: tuple[str, ...] = chooser(profile) if chooser else getattr(stage, attribute)
+    return value
 
 
 def _place(source: Path, destination: Path) -> None:
