@@ -137,3 +137,11 @@ def build_disk(c: Context, profile: str | None = None) -> None:
 def nfsroot(c: Context, profile: str | None = None, source: str | None = None) -> None:
     """Build a diskless client's root tree and the server's NFS export definitions."""
     _exit(cli.nfsroot(profile, source))
+
+
+@task(help={"userdata": "the user-data file to serve (read again for every request)",
+            "port": "port on 127.0.0.1 (default 8169; 0 picks a free one)",
+            "tokens": "optional (EC2's default), required (IMDSv2 only) or v1-only (no token API)"})
+def fake_imds(c: Context, userdata: str, port: int = 8169, tokens: str = "optional") -> None:
+    """Serve a user-data file as EC2's metadata service (IMDSv2/v1) on loopback, for a QEMU guest at 169.254.169.254."""
+    _exit(cli.fake_imds(userdata, port, tokens))

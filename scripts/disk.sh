@@ -2,7 +2,10 @@
 # disk stage, run inside the builder container (network none): a raw GPT disk image that boots
 # under BIOS and UEFI, made WITHOUT loop devices or mounts, deterministic for the same inputs.
 # Inputs: /bootkiln/in/{rootfs.tar,vmlinuz,initrd.img}; BK_SIZE (bytes), BK_ESP_MIB, BK_SEED,
-# BK_CMDLINE, SOURCE_DATE_EPOCH. Outputs: /work/out/disk.img (sparse) and disk-ids.txt.
+# BK_CMDLINE, BK_LAYOUT, SOURCE_DATE_EPOCH. Outputs: /work/out/disk.img (sparse) and disk-ids.txt.
+# BK_LAYOUT=installer: p3 is the installer's boot partition instead (no rootfs): the kernel, the
+# initramfs and GRUB's menu at its top level, and /bootkiln/in/payload/* under bootkiln-payload/.
+# The installer keeps it as the installed system's /boot.
 #
 # Layout (512-byte sectors, 1 MiB aligned):
 #   LBA 0         protective MBR; its first 440 bytes are GRUB's boot.img, patched
@@ -11,6 +14,14 @@
 #   p3 ...->end   Linux root (ext4): the rootfs plus /boot/{vmlinuz,initrd.img,grub/grub.cfg}
 set -euo pipefail
 : "${SOURCE_DATE_EPOCH:?}" "${BK_SIZE:?}" "${BK_ESP_MIB:?}" "${BK_SEED:?}" "${BK_CMDLINE:?}"
+LAYOUT=${BK_LAYOUT:-root}
+if [ "$LAYOUT" = installer ]; then
+    BOOT=""            # p3 is mounted at /boot: its files sit at the top
+    P3_TYPE=0FC63DAF-8483-4772-8E79-3D69D8477DE4 P3_NAME=bootkiln-installer FS_LABEL=bootkiln-boot
+else
+    BOOT=/boot
+    P3_TYPE=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709 P3_NAME=root FS_LABEL=root
+fi
 SDE=$SOURCE_DATE_EPOCH
 export LC_ALL=C TZ=UTC               # FAT times are local time; directory order follows strcoll()
 export E2FSPROGS_FAKE_TIME=$SDE      # libext2fs's clock: superblock times, crtime of new inodes
@@ -62,29 +73,39 @@ sector-size: 512
 
 start=$P1_START, size=$P1_SIZE, type=21686148-6449-6E6F-744E-656564454649, uuid=$P1_UUID, name="bios-boot"
 start=$P2_START, size=$P2_SIZE, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$P2_UUID, name="esp"
-start=$P3_START, size=$P3_SIZE, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$P3_UUID, name="root"
+start=$P3_START, size=$P3_SIZE, type=$P3_TYPE, uuid=$P3_UUID, name="$P3_NAME"
 EOF
 
-# --- 2. the root tree: the rootfs, plus the kernel, initramfs and GRUB's menu in /boot ---------------
+# --- 2. the tree: the rootfs (or the installer's files), plus the kernel, initramfs and GRUB's menu -----
 R=$W/root
 mkdir "$R"
-tar -x --numeric-owner --same-owner --same-permissions -f "$IN/rootfs.tar" -C "$R"
-mkdir -p "$R/boot/grub"
-install -m 0644 -o 0 -g 0 "$IN/vmlinuz" "$R/boot/vmlinuz"
-install -m 0644 -o 0 -g 0 "$IN/initrd.img" "$R/boot/initrd.img"
-CMDLINE="root=UUID=$FS_UUID rootfstype=ext4 $BK_CMDLINE"
-cat > "$R/boot/grub/grub.cfg" <<EOF
+if [ "$LAYOUT" = installer ]; then
+    CMDLINE="$BK_CMDLINE"
+    mkdir -p "$R/bootkiln-payload"
+    if [ -d "$IN/payload" ]; then
+        install -m 0644 -o 0 -g 0 "$IN"/payload/* "$R/bootkiln-payload/"
+    fi
+    # How the installer tells its own partition from any other disk it may find.
+    echo "bootkiln installer boot partition" > "$R/bootkiln-installer"
+else
+    tar -x --numeric-owner --same-owner --same-permissions -f "$IN/rootfs.tar" -C "$R"
+    CMDLINE="root=UUID=$FS_UUID rootfstype=ext4 $BK_CMDLINE"
+fi
+mkdir -p "$R$BOOT/grub"
+install -m 0644 -o 0 -g 0 "$IN/vmlinuz" "$R$BOOT/vmlinuz"
+install -m 0644 -o 0 -g 0 "$IN/initrd.img" "$R$BOOT/initrd.img"
+cat > "$R$BOOT/grub/grub.cfg" <<EOF
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
 set default=0
 set timeout=0
 menuentry 'bootkiln' {
-	linux /boot/vmlinuz $CMDLINE
-	initrd /boot/initrd.img
+	linux $BOOT/vmlinuz $CMDLINE
+	initrd $BOOT/initrd.img
 }
 EOF
-touch -h -d "@$SDE" "$R/boot/vmlinuz" "$R/boot/initrd.img" "$R/boot/grub/grub.cfg" "$R/boot/grub" "$R/boot"
+find "$R$BOOT" -exec touch -h -d "@$SDE" {} +
 
 # --- 3. ext4, from the tree, into a partition-sized sparse file ------------------------------------
 # A private mke2fs.conf (Debian bookworm's ext4 defaults), so the builder's cannot change the result.
@@ -103,7 +124,7 @@ cat > "$W/mke2fs.conf" <<'EOF'
 EOF
 export MKE2FS_CONFIG=$W/mke2fs.conf
 truncate -s $(( P3_SIZE * 512 )) "$W/root.ext4"
-mke2fs -q -F -t ext4 -T default -b 4096 -I 256 -L root -U "$FS_UUID" \
+mke2fs -q -F -t ext4 -T default -b 4096 -I 256 -L "$FS_LABEL" -U "$FS_UUID" \
     -E "hash_seed=$FS_HASH_SEED,root_owner=0:0,no_copy_xattrs,nodiscard,assume_storage_prezeroed=1" \
     -d "$R" "$W/root.ext4"
 
@@ -136,13 +157,13 @@ e2fsck -fn "$W/root.ext4" > "$W/e2fsck.log" 2>&1 || { cat "$W/e2fsck.log" >&2; d
 # --- 4. GRUB for both firmwares: find the root fs by UUID, read its /boot/grub/grub.cfg ------------
 cat > "$W/embed.cfg" <<EOF
 search --no-floppy --fs-uuid --set=root $FS_UUID
-set prefix=(\$root)/boot/grub
-configfile (\$root)/boot/grub/grub.cfg
+set prefix=(\$root)$BOOT/grub
+configfile (\$root)$BOOT/grub/grub.cfg
 echo "bootkiln: cannot load grub.cfg from the ext4 filesystem $FS_UUID"
 EOF
 MODULES="part_gpt ext2 search search_fs_uuid normal linux boot serial terminal echo configfile test"
-grub-mkimage -O x86_64-efi -d $G_EFI -o "$W/BOOTX64.EFI" -c "$W/embed.cfg" -p /boot/grub $MODULES fat efi_gop efi_uga
-grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p /boot/grub $MODULES biosdisk
+grub-mkimage -O x86_64-efi -d $G_EFI -o "$W/BOOTX64.EFI" -c "$W/embed.cfg" -p "$BOOT/grub" $MODULES fat efi_gop efi_uga
+grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/grub" $MODULES biosdisk
 
 # --- 5. the ESP: FAT32 without a mount (mkfs.vfat -C, then mcopy of a pre-dated tree) ---------------
 mkdir -p "$W/esp/EFI/BOOT"

@@ -35,19 +35,13 @@ fetch() {
     echo "kernel: $(dpkg-deb -f kernel.deb Package) $(dpkg-deb -f kernel.deb Version)"
 }
 
-extract() {
-    rm -rf /work/kx /work/sel "$OUT" && mkdir -p /work/kx /work/sel "$OUT"
-    dpkg-deb -x /work/deb/kernel.deb /work/kx
-    local version
-    version=$(ls /work/kx/lib/modules)
-    [ "$(echo "$version" | wc -w)" = 1 ] || { echo "kernel.sh: expected one kernel in the package, found: $version" >&2; exit 3; }
-    cp /work/kx/boot/vmlinuz-"$version" "$OUT/vmlinuz"
-
+# select_modules VERSION LIST DEST RESOLVED: the modules in LIST (comma or space separated) and
+# everything they need, copied to DEST/lib/modules/VERSION with a fresh modules.dep.
+select_modules() {
+    local version=$1 list=$2 dest=$3 resolved=$4
     local tree=/work/kx/lib/modules/$version missing=() module line
-    # Packages ship no modules.dep (postinst makes it); make it so modprobe can resolve.
-    depmod --basedir=/work/kx "$version"
-    : > /work/resolved
-    for module in ${BK_MODULES//,/ }; do
+    : > "$resolved"
+    for module in ${list//,/ }; do
         # modprobe resolves aliases, dependencies and softdeps exactly as the booted kernel will.
         if ! modprobe --dirname=/work/kx --set-version="$version" --show-depends "$module" > /work/deps 2>/dev/null; then
             missing+=("$module")
@@ -55,8 +49,8 @@ extract() {
         fi
         while read -r line; do
             case "$line" in
-                insmod\ *) set -- $line; echo "${2#"$tree"/}" >> /work/resolved ;;
-                builtin\ *) echo "builtin ${line#builtin }" >> /work/builtin ;;
+                insmod\ *) set -- $line; echo "${2#"$tree"/}" >> "$resolved" ;;
+                builtin\ *) echo "builtin ${line#builtin }" >> "$resolved.builtin" ;;
             esac
         done < /work/deps
     done
@@ -65,25 +59,51 @@ extract() {
         echo "kernel.sh: $(dpkg-deb -f /work/deb/kernel.deb Package) $version has no module named: ${missing[*]}" >&2
         exit 4
     fi
-
-    local sel=/work/sel/lib/modules/$version
+    local sel=$dest/lib/modules/$version
     mkdir -p "$sel"
-    sort -u /work/resolved | while read -r path; do
+    sort -u "$resolved" | while read -r path; do
         install -D -m 0644 "$tree/$path" "$sel/$path"
     done
     cp "$tree"/modules.order "$tree"/modules.builtin "$tree"/modules.builtin.modinfo "$sel/"
-    depmod --basedir=/work/sel "$version"
-    tar --create --file "$OUT/modules.tar" --directory /work/sel \
+    depmod --basedir="$dest" "$version"
+}
+
+module_tar() {  # module_tar ROOT OUTPUT TOP...
+    local root=$1 output=$2
+    shift 2
+    tar --create --file "$output" --directory "$root" \
         --sort=name --numeric-owner --owner=0 --group=0 --format=pax \
         --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-        --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime lib
+        --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime "$@"
+}
+
+extract() {
+    rm -rf /work/kx /work/sel /work/target /work/*resolved* "$OUT" && mkdir -p /work/kx /work/sel "$OUT"
+    dpkg-deb -x /work/deb/kernel.deb /work/kx
+    local version
+    version=$(ls /work/kx/lib/modules)
+    [ "$(echo "$version" | wc -w)" = 1 ] || { echo "kernel.sh: expected one kernel in the package, found: $version" >&2; exit 3; }
+    cp /work/kx/boot/vmlinuz-"$version" "$OUT/vmlinuz"
+    # Packages ship no modules.dep (postinst makes it); make it so modprobe can resolve.
+    depmod --basedir=/work/kx "$version"
+
+    select_modules "$version" "$BK_MODULES" /work/sel /work/resolved
+    module_tar /work/sel "$OUT/modules.tar" lib
+    if [ -n "${BK_TARGET_MODULES:-}" ]; then
+        # The installed system's kernel (installer profiles): its own module set, plus the config
+        # and System.map initramfs-tools and depmod look for in /boot.
+        select_modules "$version" "$BK_TARGET_MODULES" /work/target /work/target-resolved
+        mkdir -p /work/target/boot
+        cp /work/kx/boot/config-"$version" /work/kx/boot/System.map-"$version" /work/target/boot/
+        module_tar /work/target "$OUT/target-modules.tar" boot lib
+    fi
     {
         echo "version=$version"
         echo "package=$(dpkg-deb -f /work/deb/kernel.deb Package)"
         echo "package_version=$(dpkg-deb -f /work/deb/kernel.deb Version)"
         echo "package_sha256=$(sha256sum /work/deb/kernel.deb | cut -d' ' -f1)"
         sort -u /work/resolved | sed 's/^/module=/'
-        if [ -f /work/builtin ]; then sort -u /work/builtin | sed 's/^builtin /builtin=/'; fi
+        if [ -f /work/resolved.builtin ]; then sort -u /work/resolved.builtin | sed 's/^builtin /builtin=/'; fi
     } > "$OUT/kernel.txt"
     echo "kernel: $version, vmlinuz $(du -h "$OUT/vmlinuz" | cut -f1), $(sort -u /work/resolved | wc -l) modules"
 }

@@ -136,3 +136,19 @@ def diskless_live(session_build: SessionBuild, tmp_path_factory: pytest.TempPath
     """The live variant's ISO (the client tree as squashfs), built once for the session."""
     workspace = Workspace(cache=session_build.workspace.cache, out=tmp_path_factory.mktemp("live") / "out")
     return Build(load_profile("diskless-live"), workspace=workspace, reporter=Reporter()).iso()
+
+
+@dataclass(frozen=True)
+class InstallerBuild:
+    build: Build
+    iso: Path
+    disk: Path
+
+
+@pytest.fixture(scope="session")
+def installer(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> InstallerBuild:
+    """The installer profile's ISO and 128 MiB disk image (both with the offline payload), built once."""
+    workspace = Workspace(cache=session_build.workspace.cache, out=tmp_path_factory.mktemp("installer") / "out")
+    build = Build(load_profile("installer"), workspace=workspace, reporter=Reporter())
+    iso = build.iso().artifact("boot.iso")
+    return InstallerBuild(build, iso, build.disk().artifact("disk.img"))

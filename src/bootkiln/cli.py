@@ -222,3 +222,34 @@ def clean(engine_too: bool) -> int:
             reporter.info(f"removed {removed} bootkiln containers and volumes")
 
     return guarded(action)
+
+
+def fake_imds(userdata: str, port: int, tokens: str) -> int:
+    def action(reporter: Reporter) -> None:
+        import shlex
+        from pathlib import Path
+
+        from bootkiln.fakeimds import GUEST_ADDRESS, GUEST_DNS, GUEST_GATEWAY, FakeImds, qemu_netdev, token_mode
+
+        path = Path(userdata).resolve()
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise InputError(f"user-data file {path} {what}",
+                             hint="write one with `invoke userdata`, or pass --userdata PATH to an existing file")
+        if not 0 <= port <= 65535:
+            raise InputError(f"port {port} is out of range", hint="use 1..65535, or 0 for any free port")
+        imds = FakeImds(path, tokens=token_mode(tokens), port=port, on_request=reporter.info)
+        try:
+            reporter.info(f"fake IMDS on {imds.url} (tokens {imds.tokens}), serving {path}\n"
+                          f"QEMU option: -netdev {shlex.quote(qemu_netdev(imds.port))} "
+                          "-device virtio-net-pci,netdev=net0\n"
+                          f"the guest gets {GUEST_ADDRESS}/16, gateway {GUEST_GATEWAY}, DNS {GUEST_DNS}, and "
+                          "reads http://169.254.169.254/latest/user-data; Ctrl-C stops")
+            imds.serve_forever()
+        except KeyboardInterrupt:
+            # Ctrl-C is how this task ends: not an interruption of some work, so exit 0.
+            reporter.info(f"fake IMDS stopped after {len(imds.requests)} requests")
+        finally:
+            imds.close()
+
+    return guarded(action)

@@ -159,6 +159,9 @@ class DiskSettings(StrictModel):
     seed: str | None = Field(default=None, description="what GUIDs, UUIDs and serials derive from; default: name")
     cmdline: str = "console=tty0 console=ttyS0,115200"
     stage: Word = Field(default="root", description="the initramfs stage the disk boots")
+    layout: Literal["root", "installer"] = Field(
+        default="root", description="root: the rootfs is the disk's root; installer: the disk boots the installer, "
+        "whose partition (kernel, initramfs, payload) becomes the installed system's /boot")
 
     @field_validator("size", "esp_size")
     @classmethod
@@ -227,6 +230,17 @@ class NfsrootSettings(StrictModel):
         return configured or f"{self.server}:{folder}"
 
 
+class InstallerSettings(StrictModel):
+    """The installer profile: what it carries for an offline install, and what the target gets."""
+
+    payload: bool = Field(default=True, description="carry the rootfs for an offline install")
+    target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
+        default_factory=list, description="kernel modules the installed system gets (with their dependencies)")
+    boot_size: ByteSize = Field(default=ByteSize(256 << 20),
+                                description="the /boot partition the installer makes on a disk it did not boot from")
+    esp_size: ByteSize = Field(default=ByteSize(32 << 20), description="the ESP it makes there")
+
+
 class ChecksSettings(StrictModel):
     """Extra testinfra check files for `invoke test-image`, relative to the profile file."""
 
@@ -247,6 +261,7 @@ class Profile(StrictModel):
     boot: BootSettings = Field(default_factory=BootSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
+    installer: InstallerSettings = Field(default_factory=InstallerSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     userdata: UserdataSettings = Field(default_factory=UserdataSettings)
     source: Path | None = Field(default=None, exclude=True)
@@ -259,6 +274,15 @@ class Profile(StrictModel):
     def resolved(self) -> dict[str, Any]:
         """The profile as built: every default filled in, in a stable JSON-able form."""
         return self.model_dump(mode="json", exclude={"source"})
+
+
+def is_installer(profile: Profile) -> bool:
+    return profile.initramfs.stage == "installer"
+
+
+def carries_payload(profile: Profile) -> bool:
+    """Installer images carry the rootfs for an offline install unless the profile says otherwise."""
+    return is_installer(profile) and profile.installer.payload
 
 
 def profiles_dir() -> Path:

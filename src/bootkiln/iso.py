@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import io
 import random
+import re
 import sys
 import time
 import types
@@ -144,7 +145,21 @@ class IsoFile:
 
     @property
     def iso9660(self) -> str:
-        return self.path.upper() + ";1"
+        return iso9660_path(self.path)
+
+
+def iso9660_path(path: str, *, folder: bool = False) -> str:
+    """The plain ISO 9660 name for a path: d-characters and at most one dot per file name (Linux reads
+    the Rock Ridge name, which keeps the original; this one only has to be valid and unique)."""
+    def clean(part: str) -> str:
+        return re.sub(r"[^A-Z0-9_]", "_", part.upper())
+
+    *folders, name = path.strip("/").split("/")
+    if folder:
+        return "/" + "/".join(clean(part)[:31] for part in [*folders, name])
+    stem, dot, extension = name.rpartition(".")
+    leaf = f"{clean(stem)[:30 - len(extension)]}.{clean(extension)}" if dot else clean(name)[:31]
+    return "/" + "/".join([*(clean(part)[:31] for part in folders), f"{leaf};1"])
 
 
 def isolinux_cfg(cmdline: str) -> str:
@@ -210,14 +225,15 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="BOOTKILN",
                 rock_ridge="1.09", joliet=3)
         for folder in folders:
-            iso.add_directory(folder.upper(), rr_name=Path(folder).name, joliet_path=folder, file_mode=0o40555)
+            iso.add_directory(iso9660_path(folder, folder=True), rr_name=Path(folder).name, joliet_path=folder,
+                              file_mode=0o40555)
         for item in content:
             iso.add_fp(io.BytesIO(item.data), len(item.data), item.iso9660, rr_name=Path(item.path).name,
                        joliet_path=item.path, file_mode=0o100444)
         # Large payloads (a live system's squashfs) are streamed from disk while the image is written.
         for path, source in extra:
             handle = handles.enter_context(source.open("rb"))
-            iso.add_fp(handle, source.stat().st_size, path.upper() + ";1", rr_name=Path(path).name,
+            iso.add_fp(handle, source.stat().st_size, iso9660_path(path), rr_name=Path(path).name,
                        joliet_path=path, file_mode=0o100444)
         # BIOS first (the initial entry), then UEFI: pycdlib sizes the EFI partition from the last entry.
         iso.add_eltorito("/ISOLINUX/ISOLINUX.BIN;1", bootcatfile="/ISOLINUX/BOOT.CAT;1", rr_bootcatname="boot.cat",

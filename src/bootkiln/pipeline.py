@@ -33,10 +33,12 @@ from bootkiln.stages.initramfs import InitramfsStage
 from bootkiln.stages.iso import IsoStage
 from bootkiln.stages.kernel import KernelStage
 from bootkiln.stages.nfsroot import NfsrootStage, require_nfsroot
+from bootkiln.stages.payload import PayloadStage
 from bootkiln.stages.rootfs import RootfsStage
 
 STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
-    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage, NfsrootStage)}
+    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage, NfsrootStage,
+    PayloadStage)}
 
 
 def preflight(profile: Profile) -> None:
@@ -192,6 +194,9 @@ def _place(source: Path, destination: Path) -> None:
 
         shutil.copyfile(source, temporary)
     temporary.replace(destination)
+    # rename(2) does nothing when both names are links to one inode (an unchanged artifact published
+    # again), which would leave the temporary name behind.
+    temporary.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, text: str) -> None:

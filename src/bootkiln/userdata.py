@@ -3,8 +3,8 @@
 The installer's initramfs reads this document with nothing but busybox, so the wire format is
 gzip of a line-oriented text: `key=value` lines, one record per partition or logical volume with
 space-separated fields, then the certificates as PEM between `begin=<part>` and `end=<part>`
-lines. docs/userdata.md specifies it and explains the choice; docs/userdata-read.sh is the
-reference reader in busybox sh.
+lines. docs/userdata.md specifies it and explains the choice; the installer's reader in busybox sh
+is overlays/initramfs-base/lib/bootkiln/userdata-read.sh.
 
 This module is pure: no files, no network, no cryptography (bootkiln.pki makes and checks the
 certificates). config.py imports it for the `[userdata]` profile table, so it must not import config.
@@ -55,7 +55,13 @@ Size = Annotated[Annotated[int, Field(ge=1)] | Literal["rest"], BeforeValidator(
 FORMATTED = ("ext4", "xfs", "vfat")
 
 
+# The installer's own partition becomes /boot (and its ESP /boot/efi): the layout gets the rest.
+RESERVED_MOUNTPOINTS = ("/boot", "/boot/efi")
+
+
 def _check_mountpoint(filesystem: str, mountpoint: str | None, what: str) -> None:
+    if mountpoint in RESERVED_MOUNTPOINTS:
+        raise ValueError(f"{what}: {mountpoint} is the installer's own partition; mount nothing there")
     if filesystem in FORMATTED and mountpoint is None:
         raise ValueError(f"{what}: a {filesystem} filesystem needs a mountpoint")
     if filesystem not in FORMATTED and mountpoint is not None:

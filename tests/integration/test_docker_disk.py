@@ -70,5 +70,5 @@ def test_disk_too_small_for_the_rootfs_fails_clearly(default_disk: StageResult, 
     profile.write_text('[disk]\nsize = "128MiB"\n')
     result = invoke(["build-disk", "--profile", str(profile)], env=session_build.env())
     assert result.returncode == 2, result.output[-3000:]
-    assert "key 'disk.size': 128 MiB leaves 60 MiB for the root filesystem" in result.output
+    assert "key 'disk.size': 128 MiB leaves 60 MiB for the third partition" in result.output
     assert "set disk.size to at least" in result.output

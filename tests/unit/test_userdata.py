@@ -46,7 +46,7 @@ def pem(label: str, payload: bytes) -> str:
 CERTS = Certificates(ca=pem("CERTIFICATE", b"ca" * 300), crl=pem("X509 CRL", b"crl" * 100),
                      cert=pem("CERTIFICATE", b"cert" * 250), key=SecretStr(pem("PRIVATE KEY", b"secret" * 200)))
 LVM = DiskLayout(device="/dev/xvdb", wipe=True,
-                 partitions=[Partition(name="efi", size="512MiB", filesystem="vfat", mountpoint="/boot/efi"),
+                 partitions=[Partition(name="data", size="512MiB", filesystem="xfs", mountpoint="/data"),
                              Partition(name="pv", size="rest", filesystem="lvm")],
                  volume_group=VolumeGroup(name="vg0", logical_volumes=[
                      LogicalVolume(name="root", size="8GiB", filesystem="ext4", mountpoint="/"),
@@ -107,7 +107,7 @@ def test_wire_text_is_line_oriented_and_round_trips() -> None:
     encoded = encode(doc)
     text = gzip.decompress(encoded.blob).decode("ascii")
     assert text.startswith(f"{MAGIC}\nversion=1\nhostname=web1.example.com\ndisk.device=/dev/xvdb\ndisk.wipe=true\n")
-    assert ("part=efi 512 vfat /boot/efi\npart=pv rest lvm -\nvg=vg0 pv\nlv=root 8192 ext4 /\nlv=swap 2048 swap -\n"
+    assert ("part=data 512 xfs /data\npart=pv rest lvm -\nvg=vg0 pv\nlv=root 8192 ext4 /\nlv=swap 2048 swap -\n"
             "lv=srv rest xfs /srv\npuppet.server=puppet.example.com\npuppet.environment=staging\n"
             "puppet.certname=web1.example.com\nbegin=ca\n-----BEGIN CERTIFICATE-----\n") in text
     assert text.endswith("-----END PRIVATE KEY-----\nend=key\n")
@@ -157,12 +157,12 @@ def test_the_private_key_never_shows_in_reprs() -> None:
     (lambda t: t.replace("end=key\n", ""), "section 'key' has no end=key"),
     (lambda t: t.replace(MAGIC, "#cloud-config"), "does not start with"),
     (lambda t: t.replace("vg=vg0 pv\n", ""), "lv= lines without a vg= line"),
-    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 efi"), "names physical volume 'efi'"),
-    (lambda t: t.replace("part=efi 512", "part=efi 5x2"), "not a whole number"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 data"), "names physical volume 'data'"),
+    (lambda t: t.replace("part=data 512", "part=data 5x2"), "not a whole number"),
     (lambda t: t.replace("disk.wipe=true", "disk.wipe=yes"), "disk.wipe must be true or false"),
     (lambda t: t[:-1], "does not end with a newline"),
-    (lambda t: t.replace("part=efi 512 vfat /boot/efi\n", "").replace("vg=vg0 pv\n",
-                                                                      "vg=vg0 pv\npart=efi 512 vfat /boot/efi\n"),
+    (lambda t: t.replace("part=data 512 xfs /data\n", "").replace("vg=vg0 pv\n",
+                                                                      "vg=vg0 pv\npart=data 512 xfs /data\n"),
      "a part= line after the volume group"),
 ])
 def test_decoding_is_strict(mutate: object, message: str) -> None:

@@ -1,4 +1,4 @@
-"""docs/userdata-read.sh, the reference reader, run by busybox alone as the installer's initramfs will."""
+"""The user-data reader the installer's initramfs runs, run here by busybox alone as it is there."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from tests.conftest import component_missing
 from bootkiln import pki
 from bootkiln.userdata import UserdataSettings, encode, host_names, render
 
-READER = Path(__file__).resolve().parents[2] / "docs" / "userdata-read.sh"
-APPLETS = ("sh", "awk", "gzip", "mkdir", "rm")
+READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / "userdata-read.sh"
+APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def blob(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     settings = UserdataSettings.model_validate({
         "hostname": "web1.example.com", "puppet": {"server": "puppet.example.com"},
-        "disk": {"partitions": [{"name": "efi", "size": "512MiB", "filesystem": "vfat", "mountpoint": "/boot/efi"},
+        "disk": {"partitions": [{"name": "data", "size": "512MiB", "filesystem": "xfs", "mountpoint": "/data"},
                                 {"name": "pv", "size": "rest", "filesystem": "lvm"}],
                  "volume_group": {"name": "vg0", "logical_volumes": [
                      {"name": "root", "size": "8GiB", "filesystem": "ext4", "mountpoint": "/"},
@@ -61,7 +61,7 @@ def test_busybox_reads_every_part(busybox_path: Path, tmp_path: Path, blob: byte
     assert env == ["BK_VERSION='1'", "BK_HOSTNAME='web1.example.com'", "BK_DISK_DEVICE='/dev/nvme0n1'",
                    "BK_DISK_WIPE='false'", "BK_VG='vg0'", "BK_VG_PV='pv'", "BK_PUPPET_SERVER='puppet.example.com'",
                    "BK_PUPPET_ENVIRONMENT='production'", "BK_PUPPET_CERTNAME='web1.example.com'"]
-    assert (out / "layout").read_text().splitlines() == ["part efi 512 vfat /boot/efi", "part pv rest lvm -",
+    assert (out / "layout").read_text().splitlines() == ["part data 512 xfs /data", "part pv rest lvm -",
                                                          "lv root 8192 ext4 /", "lv swap 1024 swap -"]
     text = gzip.decompress(blob).decode()
     for part in ("ca", "crl", "cert", "key"):
@@ -86,10 +86,13 @@ def test_busybox_reads_every_part(busybox_path: Path, tmp_path: Path, blob: byte
     (lambda t: t.replace("lv root 8192 ext4 /", "lv root 8192 ext4 /srv").replace("lv=root 8192 ext4 /\n",
                                                                                   "lv=root 8192 ext4 /srv\n"),
      "nothing is mounted at /"),
-    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 efi"), "the vg must name the one lvm partition"),
-    (lambda t: t.replace("part=efi 512 vfat /boot/efi\n", "part=efi rest vfat /boot/efi\n"),
-     "part efi takes the rest of the space but is not last"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 data"), "the vg must name the one lvm partition"),
+    (lambda t: t.replace("part=data 512 xfs /data\n", "part=data rest xfs /data\n"),
+     "part data takes the rest of the space but is not last"),
     (lambda t: t.replace("#bootkiln-userdata", "#cloud-config"), "not a bootkiln user-data document"),
+    (lambda t: t.replace("part=data 512 xfs /data\n", "part=data 512 xfs /boot\n"),
+     "/boot is the installer's own partition"),
+    (lambda t: t + "#" * (1 << 20), "more than 1048576 bytes of text"),
 ])
 def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, tmp_path: Path, blob: bytes,
                                                            mutate: object, message: str) -> None:
@@ -98,6 +101,12 @@ def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, t
     assert process.returncode == 1
     assert message in process.stderr
     assert list(out.iterdir()) == []
+
+
+def test_plain_text_user_data_is_read_too(busybox_path: Path, tmp_path: Path, blob: bytes) -> None:
+    process, out = read(busybox_path, tmp_path, gzip.decompress(blob))
+    assert process.returncode == 0, process.stderr
+    assert "BK_HOSTNAME='web1.example.com'" in (out / "userdata.env").read_text()
 
 
 def test_busybox_refuses_a_truncated_download(busybox_path: Path, tmp_path: Path, blob: bytes) -> None:

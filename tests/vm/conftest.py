@@ -9,9 +9,18 @@ from bootkiln.errors import EnvironmentProblem
 from bootkiln.qemu import Accel, choose_accel, find_ovmf, qemu_binary
 from bootkiln.runner import Runner
 from tests.conftest import component_missing
-from tests.fixtures import SessionBuild, default_disk, default_iso, diskless, diskless_live, engine, session_build
+from tests.fixtures import (
+    SessionBuild,
+    default_disk,
+    default_iso,
+    diskless,
+    diskless_live,
+    engine,
+    installer,
+    session_build,
+)
 
-__all__ = ["default_disk", "default_iso", "diskless", "diskless_live", "engine", "session_build"]
+__all__ = ["default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer", "session_build"]
 
 
 @pytest.fixture(scope="session")

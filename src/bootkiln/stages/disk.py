@@ -15,10 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bootkiln.config import Profile, carries_payload
 from bootkiln.engine import Upload
 from bootkiln.errors import InputError
 from bootkiln.runner import Builder
 from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
+from bootkiln.stages.payload import PAYLOAD_FILES
 
 SCRIPT = "disk.sh"
 
@@ -27,6 +29,22 @@ class DiskStage:
     name = "disk"
     requires: tuple[str, ...] = ("rootfs", "kernel", "initramfs")
     outputs: tuple[str, ...] = ("disk.img", "disk-ids.txt")
+
+    def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        # An installer's disk boots the installer: no rootfs, but its offline payload if it carries one.
+        if profile.disk.layout == "installer":
+            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()))
+        return self.requires
+
+    def files(self, inputs: Inputs) -> list[tuple[str, Path]]:
+        """What goes into the image, by its name under /bootkiln/in in the builder."""
+        files = [("vmlinuz", inputs["kernel"].artifact("vmlinuz")),
+                 ("initrd.img", inputs["initramfs"].artifact("initrd.img"))]
+        if "rootfs" in inputs:
+            files.append(("rootfs.tar", inputs["rootfs"].artifact("rootfs.tar")))
+        if "payload" in inputs:
+            files += [(f"payload/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
+        return files
 
     def seed(self, ctx: StageContext) -> str:
         return ctx.profile.disk.seed or ctx.profile.name
@@ -42,17 +60,18 @@ class DiskStage:
         return add_scripts(fingerprint, SCRIPT).hexdigest()
 
     def check_room(self, ctx: StageContext, inputs: Inputs) -> None:
-        """Fail with the figures before any work if the root partition cannot hold the rootfs."""
+        """Fail with the figures before any work if the third partition cannot hold what goes in it."""
         disk = ctx.profile.disk
         root_room = int(disk.size) - int(disk.esp_size) - (4 << 20)  # alignment, BIOS boot, both GPTs
-        payload = sum(inputs[name].artifact(file).stat().st_size for name, file in
-                      (("rootfs", "rootfs.tar"), ("kernel", "vmlinuz"), ("initramfs", "initrd.img")))
-        needed = int(payload * 1.15) + (24 << 20)  # inode tables, directories and the 16 MiB journal
+        payload = sum(path.stat().st_size for _, path in self.files(inputs))
+        journal = 16 << 20 if root_room > (512 << 20) else 4 << 20  # mke2fs's default for the size
+        needed = int(payload * 1.05) + (root_room >> 5) + journal  # inode tables and directories
+        what = "the installer's files and payload" if disk.layout == "installer" else "rootfs, kernel and initramfs"
         if root_room < needed:
             raise InputError(
                 f"{ctx.profile.source or 'built-in profile'}: key 'disk.size': {int(disk.size) >> 20} MiB leaves "
-                f"{root_room >> 20} MiB for the root filesystem, which needs about {needed >> 20} MiB "
-                f"(rootfs, kernel and initramfs: {payload >> 20} MiB)",
+                f"{root_room >> 20} MiB for the third partition, which needs about {needed >> 20} MiB "
+                f"({what}: {payload >> 20} MiB)",
                 hint=f"set disk.size to at least {((needed + int(disk.esp_size) + (4 << 20)) >> 20) + 1} MiB",
             )
 
@@ -61,16 +80,15 @@ class DiskStage:
         assert engine is not None
         self.check_room(ctx, inputs)
         disk = ctx.profile.disk
+        stage = ctx.profile.initramfs.stage if disk.layout == "installer" else disk.stage
         env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_SIZE": str(int(disk.size)),
                "BK_ESP_MIB": str(int(disk.esp_size) >> 20), "BK_SEED": self.seed(ctx),
-               "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={disk.stage}"}
+               "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout}
         with tempfile.TemporaryDirectory(prefix="bootkiln-disk-") as folder:
             # The rootfs is large: stream it to the container from a file rather than from memory.
             bundle = Path(folder) / "inputs.tar"
             with tarfile.open(bundle, "w") as archive:
-                for arcname, source in (("rootfs.tar", inputs["rootfs"].artifact("rootfs.tar")),
-                                        ("vmlinuz", inputs["kernel"].artifact("vmlinuz")),
-                                        ("initrd.img", inputs["initramfs"].artifact("initrd.img"))):
+                for arcname, source in self.files(inputs):
                     archive.add(source, arcname=f"bootkiln/in/{arcname}")
             ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
                            where=Builder(image=ctx.builder.tag, network="none", env=env,

@@ -7,11 +7,12 @@ profile stages it can run.
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
 
-from bootkiln.config import Profile
+from bootkiln.config import Profile, is_installer, kernel_package
 from bootkiln.cpio import CpioEntry, compress, write_newc
 from bootkiln.errors import InputError
 from bootkiln.overlay import OverlayEntry, plan_overlays
@@ -72,6 +73,22 @@ def nfsroot_settings(profile: Profile) -> str:
             f"NFSOPTS={settings.options}\nDEVICE={settings.device}\n")
 
 
+def installer_settings(profile: Profile, mirror: str) -> str:
+    """What the installer stage reads (shell assignments; every value is validated by the profile model).
+
+    The installer speaks plain HTTP with busybox nc: what it downloads is checked against pinned
+    sha256 sums (its tools) or signatures (debootstrap), so the transport need not be trusted.
+    """
+    plain = re.sub(r"^https://", "http://", mirror)
+    host_port, _, path = plain.removeprefix("http://").partition("/")
+    host, _, port = host_port.partition(":")
+    packages = ",".join(profile.rootfs.packages)
+    return (f"BOOT_MIB={int(profile.installer.boot_size) >> 20}\nESP_MIB={int(profile.installer.esp_size) >> 20}\n"
+            f"MIRROR={plain}\nMIRROR_HOST={host}\nMIRROR_PORT={port or 80}\nMIRROR_PATH=/{path}\n"
+            f"SUITE={profile.debian.suite}\nVARIANT={profile.debian.variant}\nPACKAGES={packages}\n"
+            f"KERNEL_PACKAGE={kernel_package(profile)}\n")
+
+
 def kernel_facts(kernel_txt: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {"modules": [], "builtin": []}
     for line in kernel_txt.read_text().splitlines():
@@ -97,6 +114,7 @@ class InitramfsStage:
             .add_json("initramfs", profile.initramfs.model_dump(mode="json"))
             .add_json("modules", profile.kernel.modules)
             .add_json("nfsroot", profile.nfsroot.model_dump(mode="json"))
+            .add_json("installer", installer_settings(profile, ctx.archive.mirror) if is_installer(profile) else None)
             .add_text("name", profile.name)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
         )
@@ -119,6 +137,9 @@ class InitramfsStage:
             CpioEntry("etc/bootkiln/release", "file", 0o644, f"profile {profile.name}\n".encode()),
             CpioEntry("etc/bootkiln/nfsroot", "file", 0o644, nfsroot_settings(profile).encode()),
         ]
+        if is_installer(profile):
+            settings = installer_settings(profile, ctx.archive.mirror)
+            generated.append(CpioEntry("etc/bootkiln/installer", "file", 0o644, settings.encode()))
         layers = [
             FOLDERS,
             DEVICE_NODES,

@@ -10,12 +10,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bootkiln.config import Profile
+from bootkiln.config import Profile, carries_payload
 from bootkiln.errors import InputError
 from bootkiln.iso import BootFiles, write_hybrid_iso
 from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
 from bootkiln.stages.bootloader import ISO_MARKER
 from bootkiln.stages.initramfs import mib
+from bootkiln.stages.payload import PAYLOAD_DIR, PAYLOAD_FILES
 
 ISO_NAME = "boot.iso"
 LIVE_SQUASHFS = "/live/root.squashfs"
@@ -27,8 +28,9 @@ class IsoStage:
     outputs: tuple[str, ...] = (ISO_NAME,)
 
     def requires_for(self, profile: Profile) -> tuple[str, ...]:
-        # The live variant carries its root filesystem on the ISO.
-        return (*self.requires, "nfsroot") if profile.nfsroot.root == "iso" else self.requires
+        # The live variant carries its root filesystem on the ISO, an installer its offline payload.
+        extra = ("nfsroot",) if profile.nfsroot.root == "iso" else ()
+        return (*self.requires, *extra, *(("payload",) if carries_payload(profile) else ()))
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
@@ -51,6 +53,8 @@ class IsoStage:
         )
         iso = scratch / ISO_NAME
         extra = [(LIVE_SQUASHFS, inputs["nfsroot"].artifact("root.squashfs"))] if "nfsroot" in inputs else []
+        if "payload" in inputs:
+            extra += [(f"/{PAYLOAD_DIR}/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
         write_hybrid_iso(iso, files, label=settings.label, cmdline=settings.cmdline, marker=ISO_MARKER,
                          source_date_epoch=ctx.archive.source_date_epoch, extra=extra)
         size = iso.stat().st_size

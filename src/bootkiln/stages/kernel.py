@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.archive import fetch_with_retries
-from bootkiln.config import kernel_deb, kernel_package
+from bootkiln.config import Profile, kernel_deb, kernel_package
 from bootkiln.errors import CommandFailed, InputError
 from bootkiln.runner import Builder
 from bootkiln.stages.base import (
@@ -28,6 +28,7 @@ from bootkiln.stages.base import (
 from bootkiln.stages.initramfs import kernel_facts
 
 SCRIPT = "kernel.sh"
+TARGET_MODULES = "target-modules.tar"
 UNKNOWN_MODULES_STATUS = 4
 
 
@@ -44,6 +45,10 @@ class KernelStage:
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("vmlinuz", "modules.tar", "kernel.txt")
 
+    def outputs_for(self, profile: Profile) -> tuple[str, ...]:
+        # Installer profiles also carry the modules of the system they install.
+        return (*self.outputs, TARGET_MODULES) if profile.installer.target_modules else self.outputs
+
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         kernel = ctx.profile.kernel
         fingerprint = (
@@ -51,6 +56,7 @@ class KernelStage:
             .add_json("kernel", kernel.model_dump(mode="json"))
             .add_text("package", kernel_package(ctx.profile))
             .add_text("builder", ctx.builder.image_id)
+            .add_json("target_modules", ctx.profile.installer.target_modules)
         )
         add_scripts(fingerprint, SCRIPT)
         deb = kernel_deb(ctx.profile)
@@ -69,7 +75,8 @@ class KernelStage:
         deb = kernel_deb(ctx.profile)
         extra = {"kernel.deb": (deb.read_bytes(), 0o644)} if deb else {}
         env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile),
-               "BK_MODULES": ",".join(kernel.modules)}
+               "BK_MODULES": ",".join(kernel.modules),
+               "BK_TARGET_MODULES": ",".join(ctx.profile.installer.target_modules)}
         upload = scripts_upload(ctx, SCRIPT, extra, extra_apt_lines=[kernel.apt_source] if kernel.apt_source else [])
         with engine.volume(self.name) as volume:
             online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
@@ -84,8 +91,9 @@ class KernelStage:
                 unknown = [line.split(":", 1)[1].split() for line in failure.tail
                            if line.startswith("UNKNOWN-MODULES:")]
                 if failure.status == UNKNOWN_MODULES_STATUS and unknown:
+                    key = "kernel.modules" if set(unknown[0]) & set(kernel.modules) else "installer.target_modules"
                     raise InputError(
-                        f"{ctx.profile.source or 'built-in profile'}: key 'kernel.modules': the kernel package "
+                        f"{ctx.profile.source or 'built-in profile'}: key '{key}': the kernel package "
                         f"has no module named {', '.join(repr(m) for m in unknown[0])}",
                         hint="check the spelling (modinfo names, e.g. virtio_blk), or pick another kernel",
                     ) from None

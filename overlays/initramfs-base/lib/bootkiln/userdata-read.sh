@@ -1,9 +1,10 @@
 #!/bin/sh
-# Reference reader of bootkiln user-data version 1 (docs/userdata.md), for a busybox-only initramfs.
-# It needs sh, gzip, awk, mkdir and rm, nothing else. The installer stage copies it into its overlay.
+# The reader of bootkiln user-data version 1 (docs/userdata.md), for a busybox-only initramfs: the
+# installer stage runs it, and tests/unit/test_userdata_reader.py runs it under busybox alone.
+# It needs sh, gzip, head, od, awk, mkdir and rm, nothing else.
 #
 # usage: userdata-read.sh USERDATA OUTDIR
-#   USERDATA  the bytes IMDS returned for /latest/user-data (gzip)
+#   USERDATA  the bytes IMDS returned for /latest/user-data (gzip, as bootkiln writes it, or plain text)
 #   OUTDIR    made if missing; on success it holds:
 #     userdata.env  assignments for `.`: BK_VERSION BK_HOSTNAME BK_DISK_DEVICE BK_DISK_WIPE BK_VG BK_VG_PV
 #                   BK_PUPPET_SERVER BK_PUPPET_ENVIRONMENT BK_PUPPET_CERTNAME (every value is checked
@@ -26,9 +27,23 @@ clean() { rm -f "$out/userdata.env" "$out/layout" "$out/userdata.txt" "$out/ca.p
     "$out/cert.pem" "$out/key.pem"; }
 clean
 
-if ! gzip -dc <"$src" >"$out/userdata.txt" 2>/dev/null; then
+# At most 1 MiB of text: a few KB is a real document, more is a mistake (or a gzip bomb).
+limit=1048576
+if [ "$(head -c 2 "$src" | od -An -tx1 | tr -d ' \n')" = 1f8b ]; then
+    # Test first: in the pipe below only head's status counts. (Deflate inflates at most ~1000:1, so
+    # even EC2's whole 16 KB cannot make this test expensive.)
+    if ! gzip -t <"$src" 2>/dev/null; then
+        clean
+        echo "user-data: not a complete gzip stream" >&2
+        exit 1
+    fi
+    gzip -dc <"$src" | head -c $((limit + 1)) >"$out/userdata.txt"
+else
+    head -c $((limit + 1)) "$src" >"$out/userdata.txt"
+fi
+if [ "$(wc -c <"$out/userdata.txt")" -gt $limit ]; then
     clean
-    echo "user-data: not a complete gzip stream" >&2
+    echo "user-data: more than $limit bytes of text" >&2
     exit 1
 fi
 
@@ -46,6 +61,7 @@ function record(kind, value,    f, n) {
     if ((f[3] ~ /^(swap|lvm)$/) != (f[4] == "-")) fail(f[1] ": only ext4, xfs and vfat are mounted")
     if (rest[kind]) fail(kind " " rest[kind] " takes the rest of the space but is not last")
     if (f[2] == "rest") rest[kind] = f[1]
+    if (f[4] == "/boot" || f[4] == "/boot/efi") fail(f[4] " is the installer'"'"'s own partition; mount nothing there")
     if (f[4] != "-") { if (f[4] in mounted) fail("mountpoint " f[4] " used twice"); mounted[f[4]] = 1 }
     if (f[3] == "lvm") { pv = pv " " f[1] }
     count[kind]++

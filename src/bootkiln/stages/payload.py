@@ -1,0 +1,54 @@
+"""payload stage: what an installer profile carries for an offline install.
+
+Script: scripts/payload.sh. The profile's rootfs and the installed system's kernel modules, each
+xz-compressed in the builder (one thread, fixed preset: the same bytes on any machine), and
+payload.txt, which names every file with its size and sha256 so the installer can check the medium
+before it writes anything to a disk.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bootkiln.engine import Upload
+from bootkiln.runner import Builder
+from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
+from bootkiln.stages.kernel import TARGET_MODULES
+
+SCRIPT = "payload.sh"
+PAYLOAD_FILES = ("rootfs.tar.xz", "target-modules.tar.xz", "payload.txt")
+# Where the payload lives on the installer's medium (the ISO, or the disk image's boot partition).
+PAYLOAD_DIR = "bootkiln-payload"
+
+
+class PayloadStage:
+    name = "payload"
+    requires: tuple[str, ...] = ("rootfs", "kernel")
+    outputs: tuple[str, ...] = PAYLOAD_FILES
+
+    def key(self, ctx: StageContext, inputs: Inputs) -> str:
+        fingerprint = (
+            base_fingerprint(self, inputs)
+            .add_text("builder", ctx.builder.image_id)
+            .add_text("epoch", str(ctx.archive.source_date_epoch))
+        )
+        return add_scripts(fingerprint, SCRIPT).hexdigest()
+
+    def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
+        kernel = inputs["kernel"]
+        env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
+               "BK_KERNEL_VERSION": str(kernel.metadata["version"])}
+        with tempfile.TemporaryDirectory(prefix="bootkiln-payload-") as folder:
+            bundle = Path(folder) / "inputs.tar"
+            with tarfile.open(bundle, "w") as archive:
+                archive.add(inputs["rootfs"].artifact("rootfs.tar"), arcname="bootkiln/in/rootfs.tar")
+                archive.add(kernel.artifact(TARGET_MODULES), arcname="bootkiln/in/target-modules.tar")
+            ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
+                           where=Builder(image=ctx.builder.tag, network="none", env=env,
+                                         uploads=[scripts_upload(ctx, SCRIPT), Upload("/", bundle)],
+                                         collect=[("/work/out", scratch)]),
+                           hint="compressing the installer's payload failed")
+        return {"bytes": {name: (scratch / name).stat().st_size for name in PAYLOAD_FILES}}

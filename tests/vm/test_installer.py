@@ -1,0 +1,289 @@
+"""The installer end to end under TCG: user-data from `invoke userdata`, served by the fake IMDS that
+`invoke fake-imds` runs, an offline install onto a blank virtual disk from the ISO and from the
+128 MiB disk image, a reboot into the installed system, and its marker with the hostname and the
+Puppet certificate's fingerprint. Then the installed disk itself, read without mounting it, checked
+with testinfra; and documents or disks the installer must refuse without touching anything."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testinfra
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from bootkiln import diskread
+from bootkiln.console import Reporter
+from bootkiln.engine import Engine
+from bootkiln.fakeimds import FakeImds, TokenMode
+from bootkiln.installtest import InstallRun, Medium, install_argv, memory_for, run_install
+from bootkiln.qemu import Accel
+from bootkiln.runner import Runner
+from bootkiln.userdata import UserData, decode
+from tests.fixtures import ROOT, InstallerBuild, invoke
+
+HOSTNAME = "web1.example.com"
+TARGET_SIZE = 4 << 30
+INSTALL_TIMEOUT = 1200
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    data: UserData
+
+    @property
+    def cert_sha256(self) -> str:
+        cert = x509.load_pem_x509_certificate(self.data.certs.cert.encode())
+        return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def make_userdata(tmp: Path, device: str) -> Document:
+    """What an operator runs: `invoke userdata` for a profile whose layout names `device`."""
+    profile = tmp / f"installer-{device.rsplit('/', 1)[-1]}.toml"
+    profile.write_text((ROOT / "profiles" / "installer.toml").read_text().replace('"/dev/vda"', f'"{device}"'))
+    output = tmp / f"{HOSTNAME}-{device.rsplit('/', 1)[-1]}.gz"
+    result = invoke(["userdata", "--profile", str(profile), "--hostname", HOSTNAME, "--output", str(output)],
+                    env={"BOOTKILN_OUT": str(tmp / "out")})
+    assert result.returncode == 0, result.output[-3000:]
+    return Document(output, decode(output.read_bytes()))
+
+
+def blank_disk(path: Path) -> Path:
+    with path.open("wb") as handle:
+        handle.truncate(TARGET_SIZE)
+    return path
+
+
+def install(installer: InstallerBuild, accel: Accel, medium: Medium, userdata: Path | None, target: Path,
+            tmp: Path, *, tokens: TokenMode = "optional") -> InstallRun:
+    image = installer.iso
+    if medium == "disk":
+        # The guest writes the installer's own disk (its partition becomes /boot): use a copy.
+        image = tmp / "installer-disk.img"
+        shutil.copyfile(installer.disk, image)
+    reporter = Reporter(quiet_output=True)
+    with FakeImds(userdata, tokens=tokens) as imds:
+        argv = install_argv(medium, image, target, imds_port=imds.port, accel=accel,
+                            memory=memory_for(installer.build.profile))
+        return run_install(Runner(reporter), reporter, argv, timeout=INSTALL_TIMEOUT)
+
+
+def report(capsys: pytest.CaptureFixture[str], what: str, run: InstallRun, accel: Accel) -> None:
+    with capsys.disabled():
+        print(f"\n  {what}: install done at {run.done_at or 0:.1f}s, installed system's marker at "
+              f"{run.installed_at or 0:.1f}s ({accel})")
+
+
+@dataclass(frozen=True)
+class Installed:
+    run: InstallRun
+    disk: Path
+    document: Document
+    boot_disk: Path
+
+
+@pytest.fixture(scope="module")
+def installed_from_iso(installer: InstallerBuild, accel: Accel, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    tmp = tmp_path_factory.mktemp("install-iso")
+    document = make_userdata(tmp, "/dev/vda")
+    target = blank_disk(tmp / "target.img")
+    run = install(installer, accel, "iso", document.path, target, tmp)
+    return Installed(run, target, document, target)
+
+
+def test_offline_install_from_the_iso_boots_the_installed_system(installed_from_iso: Installed, accel: Accel,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run = installed_from_iso.run
+    report(capsys, "offline install from the ISO", run, accel)
+    assert run.outcome == "installed", "\n".join(run.errors + run.tail)
+    assert run.done_at is not None and run.installed_at is not None and run.done_at < run.installed_at
+    assert run.fields["hostname"] == HOSTNAME
+    assert run.fields["certname"] == HOSTNAME
+    assert run.fields["cert-sha256"] == installed_from_iso.document.cert_sha256
+    assert run.fields["root"] == "/dev/mapper/vg0-root"
+    assert run.fields["state"] in ("running", "degraded"), run.tail
+
+
+def test_offline_install_from_the_disk_image_keeps_its_partition_as_boot(
+        installer: InstallerBuild, accel: Accel, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    document = make_userdata(tmp_path, "/dev/vdb")
+    target = blank_disk(tmp_path / "target.img")
+    run = install(installer, accel, "disk", document.path, target, tmp_path)
+    report(capsys, "offline install from the 128 MiB disk image", run, accel)
+    assert run.outcome == "installed", "\n".join(run.errors + run.tail)
+    assert run.fields["hostname"] == HOSTNAME
+    assert run.fields["cert-sha256"] == document.cert_sha256
+    # /boot is the installer's own partition on the first disk; the layout went onto the second.
+    boot_disk = tmp_path / "installer-disk.img"
+    assert [p.name for p in diskread.read_gpt(boot_disk)] == ["bios-boot", "esp", "bootkiln-installer"]
+    assert [p.name for p in diskread.read_gpt(target)] == ["pv"]
+    boot = dump_partition(boot_disk, "bootkiln-installer", tmp_path / "boot")
+    assert not (boot / "bootkiln-payload").exists() and not (boot / "bootkiln-installer").exists()
+    assert sorted(p.name for p in boot.glob("vmlinuz-*")) and sorted(p.name for p in boot.glob("initrd.img-*"))
+    assert "root=/dev/mapper/vg0-root" in (boot / "grub" / "grub.cfg").read_text()
+
+
+# --- the installed disk, read without mounting it ---------------------------------------------------
+def dump_partition(image: Path, name: str, dest: Path) -> Path:
+    partition = next(p for p in diskread.read_gpt(image) if p.name == name)
+    fs = dest.with_suffix(".ext4")
+    diskread.extract(image, [(partition.start, partition.size)], fs)
+    diskread.dump_ext4_tree(fs, dest)
+    return dest
+
+
+def dump_installed_root(installed: Installed, tmp: Path) -> Path:
+    pv = next(p for p in diskread.read_gpt(installed.disk) if p.name == "pv")
+    vg = diskread.read_lvm(installed.disk, pv.start, pv.size)
+    assert vg is not None
+    root_fs = tmp / "root.ext4"
+    diskread.extract(installed.disk, diskread.lv_extents(vg, "root"), root_fs)
+    root = tmp / "root"
+    diskread.dump_ext4_tree(root_fs, root)
+    boot = dump_partition(installed.boot_disk, "boot", tmp / "boot-tree")
+    shutil.rmtree(root / "boot")
+    shutil.move(boot, root / "boot")
+    return root
+
+
+@pytest.fixture(scope="module")
+def installed_host(installed_from_iso: Installed, engine: Engine,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[testinfra.host.Host]:
+    """The installed root filesystem (with its /boot) as a container testinfra can inspect."""
+    if installed_from_iso.run.outcome != "installed":
+        pytest.fail("the install from the ISO failed; see that test")
+    tmp = tmp_path_factory.mktemp("installed-tree")
+    root = dump_installed_root(installed_from_iso, tmp)
+    archive = tmp / "installed.tar"
+    with tarfile.open(archive, "w") as tar:
+        for entry in sorted(root.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    tag = hashlib.sha256(archive.read_bytes()).hexdigest()[:20]
+    engine.client.api.import_image_from_file(str(archive), repository="bootkiln-installed", tag=tag)
+    try:
+        with engine.idle_container(f"bootkiln-installed:{tag}") as name:
+            yield testinfra.get_host(f"docker://{name}")
+    finally:
+        engine.client.images.remove(f"bootkiln-installed:{tag}", force=True)
+
+
+def test_installed_disk_has_the_asked_partitions_and_volumes(installed_from_iso: Installed) -> None:
+    parts = diskread.read_gpt(installed_from_iso.disk)
+    assert [p.name for p in parts] == ["bios-boot", "esp", "boot", "pv"]
+    assert [p.size >> 20 for p in parts[:3]] == [1, 32, 256]
+    assert parts[3].start + parts[3].size > TARGET_SIZE - (2 << 20), "the pv takes the rest of the disk"
+    vg = diskread.read_lvm(installed_from_iso.disk, parts[3].start, parts[3].size)
+    assert vg is not None and vg.name == "vg0"
+    sizes = {lv.name: lv.extent_count * vg.extent_size * 512 >> 20 for lv in vg.logical_volumes}
+    assert sizes["root"] == 1536 and sizes["swap"] == 128
+    assert sizes["srv"] > 2000, "srv takes the rest of the volume group"
+
+
+def test_installed_fstab_mounts_the_layout_by_uuid(installed_host: testinfra.host.Host) -> None:
+    lines = [line.split() for line in installed_host.file("/etc/fstab").content_string.splitlines()
+             if line and not line.startswith("#")]
+    mounts = {fields[1]: fields for fields in lines}
+    assert set(mounts) == {"/", "/srv", "none", "/boot", "/boot/efi"}
+    assert all(fields[0].startswith("UUID=") for fields in lines)
+    assert mounts["/"][2] == "ext4" and mounts["/"][5] == "1"
+    assert mounts["none"][2] == "swap" and mounts["/boot/efi"][2] == "vfat"
+
+
+def test_installed_puppet_certificates_and_modes(installed_host: testinfra.host.Host) -> None:
+    ssl = "/var/lib/puppet/ssl"
+    key = installed_host.file(f"{ssl}/private_keys/{HOSTNAME}.pem")
+    assert key.is_file and key.mode == 0o600 and key.user == "root" and key.group == "root"
+    assert installed_host.file(f"{ssl}/private_keys").mode == 0o750
+    for path in (f"{ssl}/certs/ca.pem", f"{ssl}/crl.pem", f"{ssl}/certs/{HOSTNAME}.pem",
+                 f"{ssl}/public_keys/{HOSTNAME}.pem"):
+        assert installed_host.file(path).mode == 0o644, path
+    conf = installed_host.file("/etc/puppet/puppet.conf").content_string
+    assert f"certname = {HOSTNAME}" in conf and "server = puppet.example.com" in conf
+    assert installed_host.file("/var/lib/bootkiln/puppet-first-run").exists or \
+        installed_host.file("/etc/systemd/system/multi-user.target.wants/bootkiln-puppet-first-run.service").exists
+    assert installed_host.file("/etc/hostname").content_string.strip() == "web1"
+    assert f"127.0.1.1\t{HOSTNAME} web1" in installed_host.file("/etc/hosts").content_string
+
+
+def test_no_private_key_outside_the_ssldir(installed_host: testinfra.host.Host) -> None:
+    found = installed_host.check_output(
+        "grep -rlE -- '-----BEGIN (RSA |EC )?PRIVATE KEY-----' / --exclude-dir=proc --exclude-dir=sys "
+        "--exclude-dir=dev 2>/dev/null || true")
+    assert found.split() == [f"/var/lib/puppet/ssl/private_keys/{HOSTNAME}.pem"]
+
+
+def test_installed_kernel_initramfs_and_bootloader(installed_host: testinfra.host.Host) -> None:
+    boot = installed_host.file("/boot")
+    kernels = [name for name in boot.listdir() if name.startswith("vmlinuz-")]
+    assert len(kernels) == 1
+    version = kernels[0].removeprefix("vmlinuz-")
+    assert installed_host.file(f"/boot/initrd.img-{version}").size > 1 << 20
+    assert installed_host.file(f"/lib/modules/{version}/modules.dep").exists
+    assert installed_host.file("/boot/grub/i386-pc/normal.mod").exists
+    assert installed_host.file("/boot/efi/EFI/BOOT/BOOTX64.EFI").exists
+    assert "root=/dev/mapper/vg0-root" in installed_host.file("/boot/grub/grub.cfg").content_string
+
+
+# --- what the installer must refuse, changing no disk ---------------------------------------------------
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def good_document(tmp_path_factory: pytest.TempPathFactory) -> Document:
+    return make_userdata(tmp_path_factory.mktemp("userdata"), "/dev/vda")
+
+
+def rewrite(document: Document, tmp: Path, old: str, new: str) -> Path:
+    text = gzip.decompress(document.path.read_bytes()).decode()
+    assert old in text
+    path = tmp / "bad.gz"
+    path.write_bytes(gzip.compress(text.replace(old, new).encode(), mtime=0))
+    return path
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("invalid", "invalid user-data: user-data line 3: bad hostname"),
+    ("wrong-version", "version 2 is not supported"),
+    ("oversized", "over EC2's 16384-byte limit"),
+    ("missing", "this instance has no user-data (IMDS answered 404)"),
+    ("not-empty-disk", "is not empty"),
+])
+def test_bad_user_data_or_disk_stops_with_a_message_and_changes_no_disk(
+        installer: InstallerBuild, accel: Accel, good_document: Document, tmp_path: Path, case: str,
+        message: str) -> None:
+    target = blank_disk(tmp_path / "target.img")
+    userdata: Path | None = good_document.path
+    if case == "invalid":
+        userdata = rewrite(good_document, tmp_path, f"hostname={HOSTNAME}", "hostname=web1;reboot")
+    elif case == "wrong-version":
+        userdata = rewrite(good_document, tmp_path, "version=1", "version=2")
+    elif case == "oversized":
+        userdata = tmp_path / "big.gz"
+        userdata.write_bytes(gzip.compress(os.urandom(20000), mtime=0))
+    elif case == "missing":
+        userdata = None
+    else:
+        # A disk that holds a filesystem (made by the host's e2fsprogs), and a document without wipe.
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "precious", str(target)], check=True)
+    before = sha256(target)
+    run = install(installer, accel, "iso", userdata, target, tmp_path)
+    assert run.outcome == "failed", "\n".join(run.tail)
+    shown = "\n".join(run.tail)
+    assert message in shown
+    assert "installer: no disk was changed" in shown
+    assert sha256(target) == before
