@@ -169,7 +169,11 @@ grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/gr
 mkdir -p "$W/esp/EFI/BOOT"
 install -m 0644 "$W/BOOTX64.EFI" "$W/esp/EFI/BOOT/BOOTX64.EFI"
 find "$W/esp" -exec touch -h -d "@$SDE" {} +
-mkfs.vfat --invariant -i "$ESP_SERIAL" -n ESP -F 32 -C "$W/esp.img" $(( P2_SIZE / 2 )) > /dev/null
+# FAT32 needs 65525 clusters: a small ESP (an installer's 128 MiB image) is FAT16, which UEFI
+# firmware reads as well.
+FAT=32
+(( BK_ESP_MIB >= 64 )) || FAT=16
+mkfs.vfat --invariant -i "$ESP_SERIAL" -n ESP -F $FAT -C "$W/esp.img" $(( P2_SIZE / 2 )) > /dev/null
 mcopy -s -m -i "$W/esp.img" "$W/esp/EFI" ::/
 fsck.vfat -n "$W/esp.img" > "$W/fsck.log" 2>&1 || { cat "$W/fsck.log" >&2; die "fsck.vfat found errors"; }
 

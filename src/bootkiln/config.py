@@ -238,7 +238,8 @@ class InstallerSettings(StrictModel):
         default_factory=list, description="kernel modules the installed system gets (with their dependencies)")
     boot_size: ByteSize = Field(default=ByteSize(256 << 20),
                                 description="the /boot partition the installer makes on a disk it did not boot from")
-    esp_size: ByteSize = Field(default=ByteSize(32 << 20), description="the ESP it makes there")
+    esp_size: ByteSize = Field(default=ByteSize(64 << 20),
+                               description="the ESP it makes there (FAT32: at least 64 MiB)")
 
 
 class ChecksSettings(StrictModel):

@@ -180,7 +180,7 @@ def installed_host(installed_from_iso: Installed, engine: Engine,
 def test_installed_disk_has_the_asked_partitions_and_volumes(installed_from_iso: Installed) -> None:
     parts = diskread.read_gpt(installed_from_iso.disk)
     assert [p.name for p in parts] == ["bios-boot", "esp", "boot", "pv"]
-    assert [p.size >> 20 for p in parts[:3]] == [1, 32, 256]
+    assert [p.size >> 20 for p in parts[:3]] == [1, 64, 256]
     assert parts[3].start + parts[3].size > TARGET_SIZE - (2 << 20), "the pv takes the rest of the disk"
     vg = diskread.read_lvm(installed_from_iso.disk, parts[3].start, parts[3].size)
     assert vg is not None and vg.name == "vg0"

@@ -345,6 +345,16 @@ target_mounts() {
     done
 }
 
+# busybox xz decompresses (the rootfs has no xz binary); GNU tar from the tools root keeps the
+# xattrs and ACLs (file capabilities) that busybox tar would drop.
+unpack_into_target() {
+    (
+        set -o pipefail
+        xz -dc "$1" | chroot "$T" tar --extract --xattrs --xattrs-include='*' --acls --numeric-owner \
+            --same-permissions --file - --directory "$TARGET"
+    )
+}
+
 uuid_of() { in_tools blkid -s UUID -o value "$1"; }
 
 configure_system() {
