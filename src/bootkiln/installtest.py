@@ -17,7 +17,7 @@ from typing import Literal
 from bootkiln.config import Profile
 from bootkiln.console import Reporter
 from bootkiln.fakeimds import qemu_netdev
-from bootkiln.qemu import ANSI, Accel, qemu_binary
+from bootkiln.qemu import ANSI, Accel, Firmware, firmware_args, qemu_binary
 from bootkiln.runner import Runner
 
 DONE = "BOOTKILN-INSTALL-DONE"
@@ -35,17 +35,21 @@ class InstallRun:
     done_at: float | None = None
     installed_at: float | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    done_fields: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
 
 
 def install_argv(medium: Medium, image: Path, target: Path | None, *, imds_port: int, accel: Accel,
-                 memory: int) -> list[str]:
+                 memory: int, firmware: Firmware | None = None, uefi_vars: Path | None = None) -> list[str]:
     """QEMU with the installer medium, a virtio disk to install on and user networking that reaches
-    the fake IMDS at 169.254.169.254. No -no-reboot: the installer's reboot must boot the new system."""
+    the fake IMDS at 169.254.169.254. No -no-reboot: the installer's reboot must boot the new system.
+    With `firmware` (and a copy of its variable store) the machine boots UEFI, else BIOS."""
     argv = [qemu_binary(), "-machine", "q35", "-accel", accel, "-m", str(memory), "-smp", "1",
             "-display", "none", "-vga", "std", "-serial", "stdio", "-monitor", "none",
             "-netdev", qemu_netdev(imds_port), "-device", "virtio-net-pci,netdev=net0"]
+    if firmware is not None and uefi_vars is not None:
+        argv += firmware_args("uefi-cd", firmware, uefi_vars)
     if medium == "iso":
         # The disk first: blank, SeaBIOS skips it for the CD; installed, it boots.
         argv += ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=cd"]
@@ -57,8 +61,8 @@ def install_argv(medium: Medium, image: Path, target: Path | None, *, imds_port:
     return argv
 
 
-def parse_fields(line: str) -> dict[str, str]:
-    return dict(re.findall(r"([a-z0-9-]+)=(\S+)", line.split(INSTALLED, 1)[-1]))
+def parse_fields(line: str, marker: str) -> dict[str, str]:
+    return dict(re.findall(r"([a-z0-9-]+)=(\S+)", line.split(marker, 1)[-1]))
 
 
 def run_install(runner: Runner, reporter: Reporter, argv: list[str], *, timeout: float,
@@ -68,6 +72,7 @@ def run_install(runner: Runner, reporter: Reporter, argv: list[str], *, timeout:
     seen: dict[str, float] = {}
     errors: list[str] = []
     fields: dict[str, str] = {}
+    done_fields: dict[str, str] = {}
 
     def until(line: str) -> bool:
         now = time.monotonic() - start
@@ -75,12 +80,13 @@ def run_install(runner: Runner, reporter: Reporter, argv: list[str], *, timeout:
             errors.append(line.strip())
         if DONE in line:
             seen.setdefault(DONE, now)
+            done_fields.update(parse_fields(line, DONE))
         if FAILED in line:
             seen.setdefault(FAILED, now)
             return stop_at_failure
         if INSTALLED in line:
             seen[INSTALLED] = now
-            fields.update(parse_fields(line))
+            fields.update(parse_fields(line, INSTALLED))
             return True
         return False
 
@@ -88,7 +94,8 @@ def run_install(runner: Runner, reporter: Reporter, argv: list[str], *, timeout:
     outcome: Literal["installed", "failed", "timeout"] = (
         "installed" if INSTALLED in seen else "failed" if FAILED in seen else "timeout")
     reporter.info(f"install: {outcome} after {result.seconds:.1f}s")
-    return InstallRun(outcome, result.seconds, seen.get(DONE), seen.get(INSTALLED), fields, errors, result.tail)
+    return InstallRun(outcome, result.seconds, seen.get(DONE), seen.get(INSTALLED), fields, done_fields, errors,
+                      result.tail)
 
 
 def memory_for(profile: Profile) -> int:

@@ -33,12 +33,13 @@ from bootkiln.stages.initramfs import InitramfsStage
 from bootkiln.stages.iso import IsoStage
 from bootkiln.stages.kernel import KernelStage
 from bootkiln.stages.nfsroot import NfsrootStage, require_nfsroot
+from bootkiln.stages.onlinetools import OnlineToolsStage
 from bootkiln.stages.payload import PayloadStage
 from bootkiln.stages.rootfs import RootfsStage
 
 STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
     RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage, NfsrootStage,
-    PayloadStage)}
+    PayloadStage, OnlineToolsStage)}
 
 
 def preflight(profile: Profile) -> None:

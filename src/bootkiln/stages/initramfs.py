@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bootkiln.config import Profile, is_installer, kernel_package
 from bootkiln.cpio import CpioEntry, compress, write_newc
 from bootkiln.errors import InputError
-from bootkiln.overlay import OverlayEntry, plan_overlays
+from bootkiln.overlay import OverlayEntry, overlay_archive, plan_overlays
 from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
 
 # Present before devtmpfs is mounted: the kernel opens /dev/console for /init's output.
@@ -107,6 +107,10 @@ class InitramfsStage:
     requires: tuple[str, ...] = ("busybox", "kernel")
     outputs: tuple[str, ...] = ("initrd.img",)
 
+    def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        # An installer carries the pinned list of the tools an online install downloads.
+        return (*self.requires, "online-tools") if is_installer(profile) else self.requires
+
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         profile = ctx.profile
         fingerprint = (
@@ -120,10 +124,14 @@ class InitramfsStage:
         )
         for path in code_files("cpio", "overlay", "stages.initramfs"):
             fingerprint.add_file(path.name, path)
-        for entry in plan_overlays(profile, "initramfs"):
-            fingerprint.add_json("overlay-entry", entry.as_json())
-            if entry.kind == "file":
-                fingerprint.add_file("overlay-data", entry.source)
+        # An installer also carries the rootfs overlays (for an online install's target).
+        parts: list[Literal["rootfs", "initramfs"]] = ["initramfs", "rootfs"] if is_installer(profile) else [
+            "initramfs"]
+        for part in parts:
+            for entry in plan_overlays(profile, part):
+                fingerprint.add_json(f"{part}-overlay-entry", entry.as_json())
+                if entry.kind == "file":
+                    fingerprint.add_file(f"{part}-overlay-data", entry.source)
         return fingerprint.hexdigest()
 
     def entries(self, ctx: StageContext, inputs: Inputs) -> list[CpioEntry]:
@@ -140,6 +148,11 @@ class InitramfsStage:
         if is_installer(profile):
             settings = installer_settings(profile, ctx.archive.mirror)
             generated.append(CpioEntry("etc/bootkiln/installer", "file", 0o644, settings.encode()))
+            # For an online install: the tools to fetch, and what the rootfs overlays add to the target.
+            generated.append(CpioEntry("etc/bootkiln/online-tools", "file", 0o644,
+                                       inputs["online-tools"].artifact("online-tools.txt").read_bytes()))
+            overlay = overlay_archive(plan_overlays(profile, "rootfs"), ctx.archive.source_date_epoch)
+            generated.append(CpioEntry("etc/bootkiln/target-overlay.tar", "file", 0o644, overlay))
         layers = [
             FOLDERS,
             DEVICE_NODES,

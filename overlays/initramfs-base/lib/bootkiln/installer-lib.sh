@@ -9,7 +9,7 @@ LVMCONF='devices { obtain_device_list_from_udev = 0 } activation { udev_sync = 0
 step() {
     STEP=$1
     shift
-    log "installer: [$STEP] $*"
+    log "installer: [$STEP] $* (at $(cut -d' ' -f1 /proc/uptime)s)"
 }
 
 abort() {
@@ -161,6 +161,7 @@ tools_mounts() {
     done
     mkdir -p "$T/run/medium" "$T/run/lvm" "$T/run/lock/lvm" "$T$TARGET"
     mount --bind /run/medium "$T/run/medium" || abort "cannot bind the medium into the tools root"
+    mkdir -p "$T/etc"
     cp /etc/resolv.conf "$T/etc/resolv.conf" 2>/dev/null
     if [ -f "$PAYLOAD/target-modules.tar.xz" ]; then
         xz -dc "$PAYLOAD/target-modules.tar.xz" | tar -x -C "$T" || abort "cannot unpack the target's modules"
@@ -346,11 +347,12 @@ target_mounts() {
 }
 
 # busybox xz decompresses (the rootfs has no xz binary); GNU tar from the tools root keeps the
-# xattrs and ACLs (file capabilities) that busybox tar would drop.
+# xattrs and ACLs (file capabilities) that busybox tar would drop, and keeps /lib -> usr/lib a link
+# when the modules archive brings lib/modules.
 unpack_into_target() {
     (
         set -o pipefail
-        xz -dc "$1" | chroot "$T" tar --extract --xattrs --xattrs-include='*' --acls --numeric-owner \
+        xz -dc "$1" | chroot "$T" tar --extract --xattrs --xattrs-include='*' --acls --numeric-owner --keep-directory-symlink \
             --same-permissions --file - --directory "$TARGET"
     )
 }
@@ -465,7 +467,7 @@ deb_extract() {  # deb_extract DEB DIR: a .deb is an ar archive; its data.tar.* 
     total=$(stat -c %s "$deb")
     while [ $offset -lt "$total" ]; do
         header=$(dd if="$deb" bs=1 skip=$offset count=60 2>/dev/null)
-        member=$(echo "$header" | cut -c1-16 | tr -d ' ')
+        member=$(echo "$header" | cut -c1-16 | tr -d ' ' | sed 's|/$||')
         size=$(echo "$header" | cut -c49-58 | tr -d ' ')
         case "$member" in
             data.tar*)
