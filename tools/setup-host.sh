@@ -21,6 +21,8 @@ PACKAGES=(
     nfs-ganesha-vfs #   its filesystem backend,
     rpcbind         #   and the portmapper it registers with (bootkiln runs it in a private namespace)
     kmod
+    e2fsprogs       # debugfs: the installer tests read the installed disk's filesystems without mounting
+    mtools          #   and its ESP
     ca-certificates
 )
 

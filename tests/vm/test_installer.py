@@ -162,16 +162,21 @@ def dump_installed_root(installed: Installed, tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed_host(installed_from_iso: Installed, engine: Engine,
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[testinfra.host.Host]:
-    """The installed root filesystem (with its /boot) as a container testinfra can inspect."""
+def installed_tree(installed_from_iso: Installed, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The installed root filesystem with its /boot, copied out of the disk image."""
     if installed_from_iso.run.outcome != "installed":
         pytest.fail("the install from the ISO failed; see that test")
-    tmp = tmp_path_factory.mktemp("installed-tree")
-    root = dump_installed_root(installed_from_iso, tmp)
-    archive = tmp / "installed.tar"
+    return dump_installed_root(installed_from_iso, tmp_path_factory.mktemp("installed-tree"))
+
+
+@pytest.fixture(scope="module")
+def installed_host(installed_tree: Path, engine: Engine,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[testinfra.host.Host]:
+    """That tree as a container testinfra can inspect (Docker manages its /etc/hostname and /etc/hosts,
+    so those two are checked on the tree itself)."""
+    archive = tmp_path_factory.mktemp("installed-image") / "installed.tar"
     with tarfile.open(archive, "w") as tar:
-        for entry in sorted(root.iterdir()):
+        for entry in sorted(installed_tree.iterdir()):
             tar.add(entry, arcname=entry.name)
     tag = hashlib.sha256(archive.read_bytes()).hexdigest()[:20]
     engine.client.api.import_image_from_file(str(archive), repository="bootkiln-installed", tag=tag)
@@ -216,14 +221,19 @@ def test_installed_puppet_certificates_and_modes(installed_host: testinfra.host.
     assert f"certname = {HOSTNAME}" in conf and "server = puppet.example.com" in conf
     assert installed_host.file("/var/lib/bootkiln/puppet-first-run").exists or \
         installed_host.file("/etc/systemd/system/multi-user.target.wants/bootkiln-puppet-first-run.service").exists
-    assert installed_host.file("/etc/hostname").content_string.strip() == "web1"
-    assert f"127.0.1.1\t{HOSTNAME} web1" in installed_host.file("/etc/hosts").content_string
+
+
+def test_installed_hostname(installed_tree: Path) -> None:
+    assert (installed_tree / "etc" / "hostname").read_text().strip() == "web1"
+    assert f"127.0.1.1\t{HOSTNAME} web1" in (installed_tree / "etc" / "hosts").read_text()
 
 
 def test_no_private_key_outside_the_ssldir(installed_host: testinfra.host.Host) -> None:
+    # Every regular file of the installed tree (-xdev: not the container's own mounts), each read
+    # once; a PEM key is small, so big binaries are skipped.
     found = installed_host.check_output(
-        "grep -rlE -- '-----BEGIN (RSA |EC )?PRIVATE KEY-----' / --exclude-dir=proc --exclude-dir=sys "
-        "--exclude-dir=dev 2>/dev/null || true")
+        "find / -xdev -type f -size -256k -print0 | xargs -0 grep -lE -- '-----BEGIN (RSA |EC )?PRIVATE KEY-----' "
+        "2>/dev/null || true")
     assert found.split() == [f"/var/lib/puppet/ssl/private_keys/{HOSTNAME}.pem"]
 
 
@@ -235,8 +245,16 @@ def test_installed_kernel_initramfs_and_bootloader(installed_host: testinfra.hos
     assert installed_host.file(f"/boot/initrd.img-{version}").size > 1 << 20
     assert installed_host.file(f"/lib/modules/{version}/modules.dep").exists
     assert installed_host.file("/boot/grub/i386-pc/normal.mod").exists
-    assert installed_host.file("/boot/efi/EFI/BOOT/BOOTX64.EFI").exists
     assert "root=/dev/mapper/vg0-root" in installed_host.file("/boot/grub/grub.cfg").content_string
+
+
+def test_installed_esp_holds_grub_for_uefi(installed_from_iso: Installed, tmp_path: Path) -> None:
+    esp = next(p for p in diskread.read_gpt(installed_from_iso.disk) if p.name == "esp")
+    image = tmp_path / "esp.img"
+    diskread.extract(installed_from_iso.disk, [(esp.start, esp.size)], image)
+    listing = subprocess.run(["mdir", "-b", "-s", "-i", str(image), "::/EFI"], capture_output=True, text=True,
+                             env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}, check=True).stdout
+    assert "::/EFI/BOOT/BOOTX64.EFI" in listing.splitlines(), listing
 
 
 # --- the installer without its payload: the online installer, within 12 MB --------------------------

@@ -76,17 +76,15 @@ def nfsroot_settings(profile: Profile) -> str:
 def installer_settings(profile: Profile, mirror: str) -> str:
     """What the installer stage reads (shell assignments; every value is validated by the profile model).
 
-    The installer speaks plain HTTP with busybox nc: what it downloads is checked against pinned
-    sha256 sums (its tools) or signatures (debootstrap), so the transport need not be trusted.
+    The installer fetches with busybox wget over plain HTTP: what it downloads is checked against
+    pinned sha256 sums (its tools) or the archive's signatures (debootstrap), so the transport need
+    not be trusted, and busybox's TLS would not check certificates anyway.
     """
     plain = re.sub(r"^https://", "http://", mirror)
-    host_port, _, path = plain.removeprefix("http://").partition("/")
-    host, _, port = host_port.partition(":")
     packages = ",".join(profile.rootfs.packages)
     return (f"BOOT_MIB={int(profile.installer.boot_size) >> 20}\nESP_MIB={int(profile.installer.esp_size) >> 20}\n"
-            f"MIRROR={plain}\nMIRROR_HOST={host}\nMIRROR_PORT={port or 80}\nMIRROR_PATH=/{path}\n"
-            f"SUITE={profile.debian.suite}\nVARIANT={profile.debian.variant}\nPACKAGES={packages}\n"
-            f"KERNEL_PACKAGE={kernel_package(profile)}\n")
+            f"MIRROR={plain}\nSUITE={profile.debian.suite}\nVARIANT={profile.debian.variant}\n"
+            f"PACKAGES={packages}\nKERNEL_PACKAGE={kernel_package(profile)}\n")
 
 
 def kernel_facts(kernel_txt: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 STEP=start
 DISK_TOUCHED=0
 LVMCONF='devices { obtain_device_list_from_udev = 0 } activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }'
-. /etc/bootkiln/installer   # BOOT_MIB ESP_MIB MIRROR SUITE VARIANT PACKAGES KERNEL_PACKAGE
+. /etc/bootkiln/installer   # BOOT_MIB ESP_MIB MIRROR SUITE VARIANT PACKAGES KERNEL_PACKAGE (from the profile)
 
 step() {
     STEP=$1
@@ -23,12 +23,15 @@ abort() {
     fail "the install stopped"
 }
 
-# run CMD...: the command's output goes to the consoles, indented; a failure stops the install.
+# run CMD...: the command's output goes to the consoles as it comes, indented; a failure stops
+# the install.
 run() {
     log "installer: \$ $*"
-    "$@" > "$RUN/last.log" 2>&1
+    (
+        set -o pipefail
+        "$@" 2>&1 | while IFS= read -r line; do log "  $line"; done
+    )
     status=$?
-    while IFS= read -r line; do log "  $line"; done < "$RUN/last.log"
     [ $status -eq 0 ] || abort "'$*' exited with status $status"
 }
 
@@ -36,16 +39,12 @@ in_tools() { chroot "$T" "$@"; }
 lvm_() { run chroot "$T" lvm "$@" --config "$LVMCONF"; }
 
 # --- user-data -------------------------------------------------------------------------------------
-# http_request METHOD HOST PORT PATH OUT [HEADER...]: prints the HTTP status (000: no answer) and
-# leaves the body in OUT. nc, because busybox wget cannot send PUT, and statuses matter here.
-http_request() {
-    method=$1 host=$2 port=$3 path=$4 out=$5
-    shift 5
-    {
-        printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n' "$method" "$path" "$host"
-        for header in "$@"; do printf '%s\r\n' "$header"; done
-        printf '\r\n'
-    } | nc -w 10 "$host" "$port" > "$out.raw" 2>/dev/null
+# http_put_token HOST PORT PATH OUT HEADER: a PUT (busybox wget cannot send one) over nc; prints
+# the HTTP status (000: no answer) and leaves the body in OUT. Only for IMDS's token.
+http_put_token() {
+    host=$1 port=$2 path=$3 out=$4 header=$5
+    printf 'PUT %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: 0\r\n%s\r\n\r\n' \
+        "$path" "$host" "$header" | nc -w 10 "$host" "$port" > "$out.raw" 2>/dev/null
     : > "$out"
     head_bytes=$(awk '{ n += length($0) + 1 } /^\r?$/ { print n; found = 1; exit } END { if (!found) print 0 }' "$out.raw")
     status=$(head -n 1 "$out.raw" | awk '/^HTTP\/1\.[01] [0-9][0-9][0-9]/ { print $2 }')
@@ -58,27 +57,38 @@ http_request() {
     rm -f "$out.raw"
 }
 
+# http_get URL OUT [HEADER]: busybox wget, which speaks HTTP/1.1 (Debian's CDN refuses 1.0); prints
+# the HTTP status (000: no answer) and leaves the body in OUT.
+http_get() {
+    url=$1 out=$2 header=${3:-}
+    rm -f "$out"
+    if [ -n "$header" ]; then
+        wget -S -T 30 -O "$out" --header "$header" "$url" 2> "$out.err"
+    else
+        wget -S -T 30 -O "$out" "$url" 2> "$out.err"
+    fi
+    status=$(grep -o 'HTTP/1\.[01] [0-9][0-9][0-9]' "$out.err" | tail -n 1 | cut -d' ' -f2)
+    rm -f "$out.err"
+    [ -f "$out" ] || : > "$out"
+    echo "${status:-000}"
+}
+
 fetch_userdata() {
     dest=$1
     if [ -n "${BK_USERDATA:-}" ]; then
         # bootkiln.userdata=http://HOST[:PORT]/PATH on the kernel command line
-        rest=${BK_USERDATA#http://}
-        [ "$rest" != "$BK_USERDATA" ] || abort "bootkiln.userdata=$BK_USERDATA: only http:// URLs are supported"
-        hostport=${rest%%/*}
-        path=/${rest#*/}
-        [ "$hostport" != "$rest" ] || path=/
-        host=${hostport%:*}
-        port=80
-        [ "$host" = "$hostport" ] || port=${hostport##*:}
-        case "$host$port" in *[!A-Za-z0-9.:-]*) abort "bootkiln.userdata=$BK_USERDATA: bad host or port" ;; esac
-        status=$(http_request GET "$host" "$port" "$path" "$dest")
+        case "$BK_USERDATA" in
+            http://*) ;;
+            *) abort "bootkiln.userdata=$BK_USERDATA: only http:// URLs are supported" ;;
+        esac
+        status=$(http_get "$BK_USERDATA" "$dest")
         [ "$status" = 200 ] || abort "GET $BK_USERDATA answered HTTP $status"
         return 0
     fi
     imds=169.254.169.254
     status=000
     for attempt in 1 2 3 4 5; do
-        status=$(http_request PUT $imds 80 /latest/api/token "$RUN/token" "X-aws-ec2-metadata-token-ttl-seconds: 21600")
+        status=$(http_put_token $imds 80 /latest/api/token "$RUN/token" "X-aws-ec2-metadata-token-ttl-seconds: 21600")
         [ "$status" = 000 ] || break
         sleep 2
     done
@@ -87,12 +97,12 @@ fetch_userdata() {
         # The token goes into a header: it must be one plain word.
         case "$token" in ''|*[!A-Za-z0-9_=+/.-]*) abort "IMDS returned a malformed token" ;; esac
         log "installer: IMDSv2 session token received"
-        status=$(http_request GET $imds 80 /latest/user-data "$dest" "X-aws-ec2-metadata-token: $token")
+        status=$(http_get "http://$imds/latest/user-data" "$dest" "X-aws-ec2-metadata-token: $token")
     elif [ "$status" = 000 ]; then
         abort "the instance metadata service at $imds does not answer"
     else
         log "installer: no IMDSv2 token (HTTP $status); trying IMDSv1"
-        status=$(http_request GET $imds 80 /latest/user-data "$dest")
+        status=$(http_get "http://$imds/latest/user-data" "$dest")
     fi
     rm -f "$RUN/token"
     case "$status" in
@@ -171,6 +181,23 @@ tools_mounts() {
 }
 
 # --- the disk ----------------------------------------------------------------------------------------
+# Before the tools exist (unpacking them takes a while under emulation): what the kernel and
+# busybox can see already, a partition table or a filesystem, is enough to refuse a disk early.
+quick_disk_check() {
+    DISK=$BK_DISK_DEVICE
+    tries=0
+    while [ ! -b "$DISK" ] && [ $tries -lt 10 ]; do tries=$((tries + 1)); sleep 1; done
+    [ -b "$DISK" ] || abort "$DISK does not exist here (disks: $(ls /sys/block | tr '\n' ' '))"
+    [ "$BK_DISK_WIPE" != true ] || return 0
+    [ "$DISK" != "$BOOT_DISK" ] || return 0
+    name=${DISK#/dev/}
+    partitions=$(cd "/sys/block/$name" 2>/dev/null && ls -d "$name"* 2>/dev/null | tr '\n' ' ')
+    signature=$(blkid "$DISK" 2>/dev/null | sed -n 's/.* TYPE="\([^"]*\)".*/\1/p')
+    if [ -n "$partitions$signature" ]; then
+        abort "$DISK is not empty (partitions: ${partitions:-none}; filesystem: ${signature:-none}); set disk.wipe=true in the user-data to erase it"
+    fi
+}
+
 # Every filesystem the layout asks for needs its mkfs in the tools root: find out before any disk is touched.
 check_tools() {
     for tool in sfdisk wipefs blkid mkfs.ext4 mkfs.vfat $(awk '{ print $4 == "swap" ? "mkswap" : $4 == "lvm" ? "lvm" : "mkfs." $4 }' "$UD/layout" | sort -u); do
@@ -349,11 +376,11 @@ target_mounts() {
 # busybox xz decompresses (the rootfs has no xz binary); GNU tar from the tools root keeps the
 # xattrs and ACLs (file capabilities) that busybox tar would drop, and keeps /lib -> usr/lib a link
 # when the modules archive brings lib/modules.
-unpack_into_target() {
+unpack_into_target() {  # unpack_into_target ARCHIVE.tar.xz
     (
         set -o pipefail
-        xz -dc "$1" | chroot "$T" tar --extract --xattrs --xattrs-include='*' --acls --numeric-owner --keep-directory-symlink \
-            --same-permissions --file - --directory "$TARGET"
+        xz -dc "$1" | chroot "$T" tar --extract --xattrs --xattrs-include='*' --acls --numeric-owner \
+            --keep-directory-symlink --same-permissions --file - --directory "$TARGET"
     )
 }
 
@@ -418,12 +445,16 @@ EOF
     log "installer: puppet: CA, CRL, certificate and key (0600) in /var/lib/puppet/ssl; first agent run at boot"
 }
 
+# The installer's own files leave its partition once the system is unpacked: /boot is the
+# installed system's now, and needs the room for its initramfs.
+clear_installer_files() {
+    [ "$MEDIUM_KIND" = disk ] || return 0
+    rm -rf "$TT/boot/bootkiln-payload" "$TT/boot/vmlinuz" "$TT/boot/initrd.img" "$TT/boot/bootkiln-installer" \
+        "$TT/boot/grub"
+    log "installer: the installer's files are gone from $BOOT_PART; $(df -m "$TT/boot" | awk 'NR == 2 { print $4 }') MiB free on /boot"
+}
+
 install_bootloader() {
-    if [ "$MEDIUM_KIND" = disk ]; then
-        # The installer's own files go: /boot is the installed system's now.
-        rm -rf "$TT/boot/bootkiln-payload" "$TT/boot/vmlinuz" "$TT/boot/initrd.img" "$TT/boot/bootkiln-installer" \
-            "$TT/boot/grub"
-    fi
     run chroot "$TT" grub-install --target=i386-pc --boot-directory=/boot "$GRUB_DISK"
     run chroot "$TT" grub-install --target=x86_64-efi --efi-directory=/boot/efi --boot-directory=/boot \
         --removable --no-nvram
@@ -493,7 +524,7 @@ online_tools() {
     count=0
     while read -r path size sum; do
         deb=$RUN/debs/${path##*/}
-        status=$(http_request GET "$MIRROR_HOST" "$MIRROR_PORT" "$MIRROR_PATH/$path" "$deb")
+        status=$(http_get "$MIRROR/$path" "$deb")
         [ "$status" = 200 ] || abort "GET $MIRROR/$path answered HTTP $status"
         [ "$(sha256sum "$deb" | cut -d' ' -f1)" = "$sum" ] || abort "$path from $MIRROR fails its sha256"
         deb_extract "$deb" "$T" || abort "cannot unpack $path"
