@@ -55,7 +55,7 @@ def clean(c: Context, docker: bool = False) -> None:
 
 @task(help={"pytest_args": "extra arguments for pytest, e.g. '-k cache -x'"})
 def test(c: Context, pytest_args: str = "") -> None:
-    """Run ruff, mypy and the whole pytest suite (unit, Docker, QEMU and AWS/moto tiers)."""
+    """Run ruff, mypy and pytest (unit, Docker, QEMU, AWS/moto; the slow tier if the time budget allows)."""
     _exit(devtasks.run_tests(pytest_args.split()))
 
 

@@ -367,6 +367,7 @@ mount_target() {
 }
 
 target_mounts() {
+    grep -qx "$TT/dev" "$RUN/mounts" && return 0
     for fs in dev proc sys; do
         mount --bind "/$fs" "$TT/$fs" || abort "cannot bind /$fs into the target"
         echo "$TT/$fs" >> "$RUN/mounts"
@@ -535,10 +536,32 @@ online_tools() {
 }
 
 online_install() {
-    run chroot "$T" debootstrap --variant="$VARIANT" --include="$PACKAGES,$KERNEL_PACKAGE" \
-        --keyring=/usr/share/keyrings/debian-archive-keyring.gpg "$SUITE" "$TARGET" "$MIRROR"
+    # debootstrap makes the base; apt (which resolves dependencies properly) adds the profile's
+    # packages, whose postinsts then run in a complete system. The kernel comes last (online_kernel),
+    # once fstab and the initramfs settings are in place, so its initramfs is made once, right.
+    run chroot "$T" debootstrap --variant="$VARIANT" --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+        "$SUITE" "$TARGET" "$MIRROR"
     (cd "$TT" && tar -x -f /etc/bootkiln/target-overlay.tar) || abort "cannot add the profile's overlay"
+    target_mounts
+    target_apt $(echo "$PACKAGES" | tr ',' ' ')
+}
+
+# target_apt PACKAGE...: apt-get install in the target, with a real resolv.conf for the while
+# (systemd-resolved's is a link into /run, empty in a chroot).
+target_apt() {
+    resolv=$TT/etc/resolv.conf
+    if [ -L "$resolv" ]; then mv "$resolv" "$resolv.bootkiln"; fi
+    cp /etc/resolv.conf "$resolv"
+    run chroot "$TT" env DEBIAN_FRONTEND=noninteractive apt-get install -q -y --no-install-recommends "$@"
+    if [ -L "$resolv" ]; then
+        rm -f "$resolv.bootkiln"   # a package made it a link again: keep the package's
+    elif [ -L "$resolv.bootkiln" ]; then
+        mv -f "$resolv.bootkiln" "$resolv"
+    fi
+}
+
+online_kernel() {
+    target_apt "$KERNEL_PACKAGE"
     KVER=$(ls "$TT/lib/modules" | head -n 1)
-    [ -n "$KVER" ] || abort "debootstrap installed no kernel"
-    rm -f "$TT/boot/initrd.img-$KVER"
+    [ -n "$KVER" ] || abort "$KERNEL_PACKAGE installed no kernel"
 }
