@@ -16,7 +16,7 @@ from typing import Any
 from bootkiln.archive import ArchiveState, resolve_archive
 from bootkiln.builder import BuilderFactory, BuilderImage
 from bootkiln.cache import StageCache
-from bootkiln.config import Profile
+from bootkiln.config import Profile, carries_payload, is_installer
 from bootkiln.console import Reporter
 from bootkiln.engine import Engine, connect
 from bootkiln.errors import InputError
@@ -55,6 +55,21 @@ def preflight(profile: Profile) -> None:
     check_config(profile)
     if profile.initramfs.stage == "nfs" or profile.nfsroot.root == "iso":
         require_nfsroot(profile)
+    check_installer(profile)
+
+
+def check_installer(profile: Profile) -> None:
+    """An installer's settings must fit together: its disk boots the installer, and what it installs
+    offline has kernel modules."""
+    where = profile.source or "built-in profile"
+    if profile.disk.layout == "installer" and not is_installer(profile):
+        raise InputError(f"{where}: key 'disk.layout': 'installer' needs initramfs.stage = \"installer\" "
+                         f"(it is {profile.initramfs.stage!r})",
+                         hint="use layout = \"root\" for a disk that boots its own root filesystem")
+    if carries_payload(profile) and not profile.installer.target_modules:
+        raise InputError(f"{where}: key 'installer.target_modules': empty, so an offline install would give the "
+                         "installed system no kernel modules (no disk, network or filesystem drivers)",
+                         hint="list them as profiles/installer.toml does, or set installer.payload = false")
 
 
 class Build:

@@ -138,6 +138,27 @@ def test_offline_install_from_the_disk_image_keeps_its_partition_as_boot(
     assert "root=/dev/mapper/vg0-root" in (boot / "grub" / "grub.cfg").read_text()
 
 
+def test_offline_install_in_place_on_a_grown_ami_disk(installer: InstallerBuild, accel: Accel, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The EC2 case: the root volume is the AMI's 128 MiB image on a larger disk. The installer keeps
+    its three partitions (the third becomes /boot) and adds the layout in the space after them."""
+    document = make_userdata(tmp_path, "/dev/vda")
+    volume = tmp_path / "root-volume.img"
+    shutil.copyfile(installer.disk, volume)
+    os.truncate(volume, TARGET_SIZE)
+    reporter = Reporter(quiet_output=True)
+    with FakeImds(document.path) as imds:
+        argv = install_argv("disk", volume, None, imds_port=imds.port, accel=accel,
+                            memory=memory_for(installer.build.profile))
+        run = run_install(Runner(reporter), reporter, argv, timeout=INSTALL_TIMEOUT)
+    report(capsys, "offline install in place on the grown 128 MiB image", run, accel)
+    assert run.outcome == "installed", "\n".join(run.errors + run.tail)
+    assert run.fields["hostname"] == HOSTNAME and run.fields["cert-sha256"] == document.cert_sha256
+    parts = diskread.read_gpt(volume)  # checks both CRCs of the moved table
+    assert [p.name for p in parts] == ["bios-boot", "esp", "bootkiln-installer", "pv"]
+    assert parts[3].start + parts[3].size > TARGET_SIZE - (2 << 20), "the pv takes the grown space"
+
+
 # --- the installed disk, read without mounting it ---------------------------------------------------
 def dump_partition(image: Path, name: str, dest: Path) -> Path:
     partition = next(p for p in diskread.read_gpt(image) if p.name == name)

@@ -260,23 +260,23 @@ partition_disk() {
     NEW_BOOT=
     if [ -n "$APPEND" ]; then
         # The disk may be larger than the image it came from: move the backup GPT to its end.
-        run in_tools sfdisk --quiet --relocate gpt-bak-std "$DISK"
+        run in_tools sfdisk --quiet --no-reread --no-tell-kernel --relocate gpt-bak-std "$DISK"
         for number in 4 5 6 7 8 9 10 11 12 13 14 15 16; do
-            [ -b "$(part_dev "$DISK" $number)" ] && run in_tools sfdisk --quiet --delete "$DISK" $number
+            [ -b "$(part_dev "$DISK" $number)" ] && run in_tools sfdisk --quiet --no-reread --no-tell-kernel --delete "$DISK" $number
         done
-        first=4 options=--append
+        first=4 options="--append --wipe never --no-reread --no-tell-kernel"
         : > "$script"
         BOOT_DEV=$BOOT_PART ESP_DEV=$(part_dev "$BOOT_DISK" 2) GRUB_DISK=$BOOT_DISK
     elif [ "$MEDIUM_KIND" = disk ]; then
         # /boot stays the installer's partition on the disk it booted from, and GRUB stays there.
         [ -z "$WIPE" ] || run in_tools wipefs --all --quiet "$DISK"
-        first=1 options=
+        first=1 options="--wipe always"
         echo "label: gpt" > "$script"
         BOOT_DEV=$BOOT_PART ESP_DEV=$(part_dev "$BOOT_DISK" 2) GRUB_DISK=$BOOT_DISK
     else
         # From an ISO: the disk gets the boot partitions an AMI's disk image has.
         [ -z "$WIPE" ] || run in_tools wipefs --all --quiet "$DISK"
-        first=4 options= NEW_BOOT=1
+        first=4 options="--wipe always" NEW_BOOT=1
         {
             echo "label: gpt"
             echo 'size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name="bios-boot"'
@@ -296,7 +296,10 @@ partition_disk() {
     done < "$UD/layout"
     log "installer: partition table for $DISK:"
     while IFS= read -r line; do log "  $line"; done < "$script"
-    run in_tools sfdisk --quiet --wipe always --wipe-partitions always $options "$DISK" < "$script"
+    run in_tools sfdisk --quiet --wipe-partitions always $options "$DISK" < "$script"
+    # The installer's own partition is mounted, so the kernel cannot re-read the whole table: tell
+    # it about the new partitions only.
+    [ -z "$APPEND" ] || run in_tools partx --update --nr "$first:" "$DISK"
     while read -r name dev fs mount; do wait_for_device "$dev"; done < "$RUN/devices"
 }
 

@@ -1,0 +1,72 @@
+"""The installer profile's settings: checked before anything runs, and what the initramfs carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bootkiln.config import carries_payload, is_installer, load_profile
+from bootkiln.errors import InputError
+from bootkiln.pipeline import STAGES, Build, _for_profile, preflight
+from bootkiln.stages.initramfs import installer_settings
+
+INSTALLER = Path(__file__).resolve().parents[2] / "profiles" / "installer.toml"
+
+
+def variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = INSTALLER.read_text()
+    assert old in text
+    path = tmp_path / "variant.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_the_installer_profile_passes_preflight_and_carries_its_payload() -> None:
+    profile = load_profile("installer")
+    preflight(profile)
+    assert is_installer(profile) and carries_payload(profile)
+    assert _for_profile(STAGES["iso"](), "requires", profile)[-1] == "payload"
+    assert _for_profile(STAGES["disk"](), "requires", profile) == ("kernel", "initramfs", "payload")
+    assert _for_profile(STAGES["initramfs"](), "requires", profile)[-1] == "online-tools"
+    assert "target-modules.tar" in _for_profile(STAGES["kernel"](), "outputs", profile)
+
+
+def test_without_payload_the_images_need_no_rootfs(tmp_path: Path) -> None:
+    profile = load_profile(str(variant(tmp_path, "[installer]\n", "[installer]\npayload = false\n")))
+    preflight(profile)
+    assert "payload" not in _for_profile(STAGES["iso"](), "requires", profile)
+    assert _for_profile(STAGES["disk"](), "requires", profile) == ("kernel", "initramfs")
+
+
+def test_an_installer_disk_layout_needs_the_installer_stage(tmp_path: Path) -> None:
+    profile = load_profile(str(variant(tmp_path, 'stage = "installer"', 'stage = "rescue"')))
+    with pytest.raises(InputError, match=r"key 'disk\.layout': 'installer' needs initramfs\.stage"):
+        preflight(profile)
+
+
+def test_an_offline_payload_without_target_modules_is_refused(tmp_path: Path) -> None:
+    text = INSTALLER.read_text()
+    start = text.index("target_modules = [")
+    end = text.index("]\n", start) + 2
+    path = tmp_path / "no-modules.toml"
+    path.write_text(text[:start] + text[end:])
+    with pytest.raises(InputError, match=r"key 'installer\.target_modules': empty"):
+        preflight(load_profile(str(path)))
+
+
+def test_installer_settings_are_plain_assignments_with_an_http_mirror() -> None:
+    profile = load_profile("installer")
+    settings = installer_settings(profile, "https://snapshot.debian.org/archive/debian/20250101T000000Z")
+    values = dict(line.split("=", 1) for line in settings.splitlines())
+    assert values["MIRROR"] == "http://snapshot.debian.org/archive/debian/20250101T000000Z"
+    assert values["BOOT_MIB"] == "256" and values["ESP_MIB"] == "64"
+    assert values["KERNEL_PACKAGE"] == "linux-image-amd64" and values["SUITE"] == "bookworm"
+    assert "lvm2" in values["PACKAGES"].split(",")
+    # Sourced by sh: nothing a shell would expand or split.
+    assert all(not set(value) & set(" $`\"'\\;&|<>(){}") for value in values.values())
+
+
+def test_build_accepts_the_installer_profile_without_an_engine() -> None:
+    build = Build(load_profile("installer"))
+    assert build.profile.disk.layout == "installer" and int(build.profile.disk.size) == 128 << 20
