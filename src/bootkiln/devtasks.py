@@ -20,7 +20,7 @@ from bootkiln.paths import project_root
 from bootkiln.runner import Host, Runner
 
 BUDGET_MINUTES = 55.0
-SLOW_TIER_MINUTES = 20.0
+SLOW_TIER_MINUTES = 25.0
 
 
 def minutes_from_env(name: str, default: float) -> float:
