@@ -36,6 +36,7 @@ class InstallRun:
     installed_at: float | None = None
     fields: dict[str, str] = field(default_factory=dict)
     done_fields: dict[str, str] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
 
@@ -75,9 +76,12 @@ def run_install(runner: Runner, reporter: Reporter, argv: list[str], *, timeout:
     errors: list[str] = []
     fields: dict[str, str] = {}
     done_fields: dict[str, str] = {}
+    steps: list[str] = []
 
     def until(line: str) -> bool:
         now = time.monotonic() - start
+        if "bootkiln: installer: " in line:
+            steps.append(line.strip())
         if "installer: step '" in line or "ERROR" in line:
             errors.append(line.strip())
         if DONE in line:
@@ -96,8 +100,8 @@ def run_install(runner: Runner, reporter: Reporter, argv: list[str], *, timeout:
     outcome: Literal["installed", "failed", "timeout"] = (
         "installed" if INSTALLED in seen else "failed" if FAILED in seen else "timeout")
     reporter.info(f"install: {outcome} after {result.seconds:.1f}s")
-    return InstallRun(outcome, result.seconds, seen.get(DONE), seen.get(INSTALLED), fields, done_fields, errors,
-                      result.tail)
+    return InstallRun(outcome, result.seconds, seen.get(DONE), seen.get(INSTALLED), fields, done_fields, steps,
+                      errors, result.tail)
 
 
 def memory_for(profile: Profile) -> int:

@@ -25,7 +25,7 @@ from bootkiln import diskread
 from bootkiln.config import load_profile
 from bootkiln.console import Reporter
 from bootkiln.engine import Engine
-from bootkiln.fakeimds import FakeImds, TokenMode
+from bootkiln.fakeimds import GUEST_GATEWAY, FakeImds, TokenMode
 from bootkiln.installtest import InstallRun, Medium, install_argv, memory_for, run_install
 from bootkiln.paths import Workspace
 from bootkiln.pipeline import Build
@@ -50,10 +50,25 @@ class Document:
         return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def make_userdata(tmp: Path, device: str) -> Document:
-    """What an operator runs: `invoke userdata` for a profile whose layout names `device`."""
+PLAIN_LAYOUT = """[userdata.disk]
+device = "{device}"
+wipe = true
+partitions = [
+    {{ name = "root", size = "1536MiB", filesystem = "ext4", mountpoint = "/" }},
+    {{ name = "swap", size = 128, filesystem = "swap" }},
+    {{ name = "srv", size = "rest", filesystem = "ext4", mountpoint = "/srv" }},
+]
+"""
+
+
+def make_userdata(tmp: Path, device: str, *, plain_and_wipe: bool = False) -> Document:
+    """What an operator runs: `invoke userdata` for a profile whose layout names `device` (the
+    installer profile's LVM layout, or plain partitions on a disk to erase)."""
+    text = (ROOT / "profiles" / "installer.toml").read_text()
+    if plain_and_wipe:
+        text = text[:text.index("[userdata.disk]")] + PLAIN_LAYOUT.format(device=device)
     profile = tmp / f"installer-{device.rsplit('/', 1)[-1]}.toml"
-    profile.write_text((ROOT / "profiles" / "installer.toml").read_text().replace('"/dev/vda"', f'"{device}"'))
+    profile.write_text(text.replace('"/dev/vda"', f'"{device}"'))
     output = tmp / f"{HOSTNAME}-{device.rsplit('/', 1)[-1]}.gz"
     result = invoke(["userdata", "--profile", str(profile), "--hostname", HOSTNAME, "--output", str(output)],
                     env={"BOOTKILN_OUT": str(tmp / "out")})
@@ -121,21 +136,31 @@ def test_offline_install_from_the_iso_boots_the_installed_system(installed_from_
 
 def test_offline_install_from_the_disk_image_keeps_its_partition_as_boot(
         installer: InstallerBuild, accel: Accel, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    document = make_userdata(tmp_path, "/dev/vdb")
+    """The 128 MiB image boots the installer; the second disk, which holds a filesystem, is erased
+    (the document says wipe) and gets plain partitions; /boot stays the image's own partition."""
+    document = make_userdata(tmp_path, "/dev/vdb", plain_and_wipe=True)
     target = blank_disk(tmp_path / "target.img")
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "old-data", str(target)], check=True)
     run = install(installer, accel, "disk", document.path, target, tmp_path)
     report(capsys, "offline install from the 128 MiB disk image", run, accel)
     assert run.outcome == "installed", "\n".join(run.errors + run.tail)
+    assert any("/dev/vdb is not empty; wipe=true: erasing it" in line for line in run.steps), run.steps
     assert run.fields["hostname"] == HOSTNAME
     assert run.fields["cert-sha256"] == document.cert_sha256
     # /boot is the installer's own partition on the first disk; the layout went onto the second.
     boot_disk = tmp_path / "installer-disk.img"
     assert [p.name for p in diskread.read_gpt(boot_disk)] == ["bios-boot", "esp", "bootkiln-installer"]
-    assert [p.name for p in diskread.read_gpt(target)] == ["pv"]
+    parts = diskread.read_gpt(target)
+    assert [p.name for p in parts] == ["root", "swap", "srv"]
+    assert [p.size >> 20 for p in parts[:2]] == [1536, 128]
+    root = dump_partition(target, "root", tmp_path / "root")
+    assert (root / "etc" / "os-release").exists()
     boot = dump_partition(boot_disk, "bootkiln-installer", tmp_path / "boot")
     assert not (boot / "bootkiln-payload").exists() and not (boot / "bootkiln-installer").exists()
     assert sorted(p.name for p in boot.glob("vmlinuz-*")) and sorted(p.name for p in boot.glob("initrd.img-*"))
-    assert "root=/dev/mapper/vg0-root" in (boot / "grub" / "grub.cfg").read_text()
+    # A plain root is found by its filesystem UUID, not through device-mapper.
+    assert "root=UUID=" in (boot / "grub" / "grub.cfg").read_text()
+    assert run.fields["root"].startswith("/dev/vdb1")
 
 
 def test_offline_install_in_place_on_a_grown_ami_disk(installer: InstallerBuild, accel: Accel, tmp_path: Path,
@@ -380,3 +405,34 @@ def test_bad_user_data_or_disk_stops_with_a_message_and_changes_no_disk(
     assert message in shown
     assert "installer: no disk was changed" in shown
     assert sha256(target) == before
+
+
+def test_imdsv1_fallback_and_the_kernel_command_line_override(installer: InstallerBuild, accel: Accel,
+                                                               good_document: Document, tmp_path: Path) -> None:
+    """Where the installer gets its document: IMDSv1 when no token is offered, or the URL given as
+    bootkiln.userdata= (then IMDS is not asked). A wrong-version document stops it right after."""
+    document = rewrite(good_document, tmp_path, "version=1", "version=2")
+    reporter = Reporter(quiet_output=True)
+    with FakeImds(document, tokens="v1-only") as imds:
+        argv = install_argv("iso", installer.iso, None, imds_port=imds.port, accel=accel, memory=1024)
+        run = run_install(Runner(reporter), reporter, argv, timeout=300)
+        asked = [(r.method, r.path, r.status, r.token_sent) for r in imds.requests]
+    assert run.outcome == "failed", "\n".join(run.tail)
+    assert any("no IMDSv2 token (HTTP 404); trying IMDSv1" in line for line in run.steps), run.steps
+    assert "version 2 is not supported" in "\n".join(run.tail)
+    assert asked[:2] == [("PUT", "/latest/api/token", 404, False), ("GET", "/latest/user-data", 200, False)]
+
+    kernel = installer.build.stage("kernel").artifact("vmlinuz")
+    initrd = installer.build.stage("initramfs").artifact("initrd.img")
+    with FakeImds(document) as server:
+        url = f"http://{GUEST_GATEWAY}:{server.port}/latest/user-data"  # the host, seen from the guest
+        argv = install_argv("iso", installer.iso, None, imds_port=server.port, accel=accel, memory=1024)
+        argv += ["-kernel", str(kernel), "-initrd", str(initrd),
+                 "-append", f"console=ttyS0,115200 bootkiln.userdata={url}"]
+        run = run_install(Runner(reporter), reporter, argv, timeout=300)
+        asked = [(r.method, r.path, r.status, r.token_sent) for r in server.requests]
+    assert run.outcome == "failed", "\n".join(run.tail)
+    assert any(f"fetching {url}" in line for line in run.steps), run.steps
+    assert "version 2 is not supported" in "\n".join(run.tail)
+    assert asked == [("GET", "/latest/user-data", 200, False)]
+
