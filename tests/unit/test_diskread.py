@@ -13,10 +13,12 @@ import lzma
 import os
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from bootkiln import diskread
 from bootkiln.diskread import (
     CHUNK,
     DiskReadError,
@@ -343,3 +345,15 @@ def test_debugfs_failures_are_not_silent(disk: Path, tmp_path: Path) -> None:
     (busy / "file").touch()
     with pytest.raises(InputError, match="needs an empty destination folder"):
         dump_ext4_tree(not_ext4, busy)
+
+
+def test_replay_journal_accepts_a_clean_ext4_and_refuses_garbage(tmp_path: Path) -> None:
+    image = tmp_path / "clean.ext4"
+    with image.open("wb") as handle:
+        handle.truncate(8 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    diskread.replay_journal(image)
+    garbage = tmp_path / "garbage.img"
+    garbage.write_bytes(b"\x01" * (1 << 20))
+    with pytest.raises(diskread.DiskReadError, match="could not replay the journal"):
+        diskread.replay_journal(garbage)

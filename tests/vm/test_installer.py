@@ -189,6 +189,7 @@ def dump_partition(image: Path, name: str, dest: Path) -> Path:
     partition = next(p for p in diskread.read_gpt(image) if p.name == name)
     fs = dest.with_suffix(".ext4")
     diskread.extract(image, [(partition.start, partition.size)], fs)
+    diskread.replay_journal(fs)  # the installed system was running when QEMU stopped
     diskread.dump_ext4_tree(fs, dest)
     return dest
 
@@ -199,6 +200,7 @@ def dump_installed_root(installed: Installed, tmp: Path) -> Path:
     assert vg is not None
     root_fs = tmp / "root.ext4"
     diskread.extract(installed.disk, diskread.lv_extents(vg, "root"), root_fs)
+    diskread.replay_journal(root_fs)
     root = tmp / "root"
     diskread.dump_ext4_tree(root_fs, root)
     boot = dump_partition(installed.boot_disk, "boot", tmp / "boot-tree")
