@@ -113,6 +113,14 @@ def isolated(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield {"BOOTKILN_CACHE": str(tmp_path / "cache"), "BOOTKILN_OUT": str(tmp_path / "out")}
 
 
+def profile_build(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory, profile: str,
+                  folder: str) -> Build:
+    """A build of another profile sharing the session's stage cache (busybox, kernel and boot files
+    are reused), with outputs of its own."""
+    workspace = Workspace(cache=session_build.workspace.cache, out=tmp_path_factory.mktemp(folder) / "out")
+    return Build(load_profile(profile), workspace=workspace, reporter=Reporter())
+
+
 @dataclass(frozen=True)
 class DisklessBuild:
     build: Build
@@ -124,9 +132,7 @@ class DisklessBuild:
 def diskless(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> DisklessBuild:
     """The diskless profile's client tree and NFS boot ISO, built once for the session (sharing the
     session's stage cache, so busybox and the boot files are reused)."""
-    base = tmp_path_factory.mktemp("diskless")
-    workspace = Workspace(cache=session_build.workspace.cache, out=base / "out")
-    build = Build(load_profile("diskless"), workspace=workspace, reporter=Reporter())
+    build = profile_build(session_build, tmp_path_factory, "diskless", "diskless")
     build.iso()
     return DisklessBuild(build, build.produce("nfsroot"), build.stage("rootfs"))
 
@@ -134,8 +140,7 @@ def diskless(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def diskless_live(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> StageResult:
     """The live variant's ISO (the client tree as squashfs), built once for the session."""
-    workspace = Workspace(cache=session_build.workspace.cache, out=tmp_path_factory.mktemp("live") / "out")
-    return Build(load_profile("diskless-live"), workspace=workspace, reporter=Reporter()).iso()
+    return profile_build(session_build, tmp_path_factory, "diskless-live", "live").iso()
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,6 @@ class InstallerBuild:
 @pytest.fixture(scope="session")
 def installer(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> InstallerBuild:
     """The installer profile's ISO and 128 MiB disk image (both with the offline payload), built once."""
-    workspace = Workspace(cache=session_build.workspace.cache, out=tmp_path_factory.mktemp("installer") / "out")
-    build = Build(load_profile("installer"), workspace=workspace, reporter=Reporter())
+    build = profile_build(session_build, tmp_path_factory, "installer", "installer")
     iso = build.iso().artifact("boot.iso")
     return InstallerBuild(build, iso, build.disk().artifact("disk.img"))
