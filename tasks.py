@@ -6,8 +6,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from bootkiln import cli, devtasks
-from bootkiln.aws import cli_actions as aws
+from bootkiln.commands import build as cli
+from bootkiln.commands import dev as devtasks
+from bootkiln.commands import publish as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
 

@@ -18,13 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bootkiln.config import load_profile
+from tests.support.installtest import install_argv, run_install
+
 from bootkiln.console import Reporter
-from bootkiln.fakeimds import FakeImds
-from bootkiln.installtest import install_argv, run_install
-from bootkiln.pipeline import Build
-from bootkiln.qemu import choose_accel
-from bootkiln.runner import Runner
+from bootkiln.core.pipeline import Build
+from bootkiln.core.runner import Runner
+from bootkiln.installer.fakeimds import FakeImds
+from bootkiln.profile.schema import load_profile
+from bootkiln.verify.qemu import choose_accel
 
 ROOT = Path(__file__).resolve().parents[1]
 

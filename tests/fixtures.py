@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.config import load_profile
 from bootkiln.console import Reporter
-from bootkiln.engine import Engine, connect
+from bootkiln.core.engine import Engine, connect
+from bootkiln.core.pipeline import Build
+from bootkiln.core.runner import Builder, Host, Runner
 from bootkiln.errors import EnvironmentProblem
 from bootkiln.paths import Workspace
-from bootkiln.pipeline import Build
-from bootkiln.runner import Builder, Host, Runner
+from bootkiln.profile.schema import load_profile
 from bootkiln.stages.base import StageResult
 from tests.conftest import component_missing
 

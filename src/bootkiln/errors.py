@@ -7,6 +7,7 @@ is at fault, and `hint` says what to try next. The task layer maps kinds to exit
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from enum import Enum
 
@@ -19,6 +20,11 @@ class Fault(Enum):
     @property
     def exit_code(self) -> int:
         return {Fault.INPUT: 2, Fault.ENVIRONMENT: 3, Fault.INTERNAL: 70}[self]
+
+
+def format_argv(argv: Sequence[str]) -> str:
+    """A command as a line the user can copy into a shell."""
+    return shlex.join(argv)
 
 
 class BootkilnError(Exception):
@@ -69,8 +75,6 @@ class CommandFailed(BootkilnError):
         self.tail = list(tail)
 
     def details(self) -> list[str]:
-        from bootkiln.runner import format_argv
-
         lines = [f"command: {format_argv(self.argv)}", f"exit status: {self.status}"]
         if self.tail:
             lines.append(f"last {len(self.tail)} lines of output:")

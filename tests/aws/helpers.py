@@ -21,8 +21,8 @@ import boto3  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSResponse  # type: ignore[import-untyped]
 
 from bootkiln import __version__
-from bootkiln.aws.ebs_upload import BLOCK_SIZE
-from bootkiln.manifest import FORMAT, SEAL, seal
+from bootkiln.core.manifest import FORMAT, SEAL, seal
+from bootkiln.publish.aws.ebs_upload import BLOCK_SIZE
 
 Hook = Callable[..., Any]
 

@@ -10,10 +10,10 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import pytest
 
-from bootkiln.aws import cli_actions
-from bootkiln.aws.ami import TAG_NAME, TAG_VERSION
-from bootkiln.aws.launch import TAG_HOSTNAME
-from bootkiln.userdata import decode
+from bootkiln.commands import publish as cli_actions
+from bootkiln.installer.userdata import decode
+from bootkiln.publish.aws.ami import TAG_NAME, TAG_VERSION
+from bootkiln.publish.aws.launch import TAG_HOSTNAME
 from tests.aws.helpers import Recorder, session_with
 
 HOST = "web1.example.com"

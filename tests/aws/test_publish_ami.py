@@ -9,10 +9,10 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import pytest
 
-from bootkiln.aws import cli_actions
-from bootkiln.aws.ami import TAG_MANIFEST, TAG_NAME, TAG_SNAPSHOT, TAG_VERSION
-from bootkiln.aws.ebs_upload import BLOCK_SIZE
+from bootkiln.commands import publish as cli_actions
 from bootkiln.hashing import sha256_file
+from bootkiln.publish.aws.ami import TAG_MANIFEST, TAG_NAME, TAG_SNAPSHOT, TAG_VERSION
+from bootkiln.publish.aws.ebs_upload import BLOCK_SIZE
 from tests.aws.helpers import (
     Faults,
     Recorder,

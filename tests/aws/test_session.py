@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.aws import cli_actions
-from bootkiln.aws.ebs_upload import BLOCK_SIZE
-from bootkiln.aws.session import connect
-from bootkiln.aws.settings import AwsSettings
+from bootkiln.commands import publish as cli_actions
 from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.publish.aws.ebs_upload import BLOCK_SIZE
+from bootkiln.publish.aws.session import connect
+from bootkiln.publish.aws.settings import AwsSettings
 from tests.aws.conftest import MotoServer
 from tests.aws.helpers import patterned, sparse_image, write_manifest
 

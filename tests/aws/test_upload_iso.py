@@ -11,7 +11,7 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import pytest
 
-from bootkiln.aws import cli_actions
+from bootkiln.commands import publish as cli_actions
 from bootkiln.hashing import sha256_file
 from tests.aws.helpers import Faults, Recorder, manifest_seal, session_with, write_manifest
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-# The profile's promises come from bootkiln.testinfra_plugin; `host` is testinfra's.
+# The profile's promises come from bootkiln.verify.testinfra_plugin; `host` is testinfra's.
 
 
 def test_os_release_names_the_profile_suite(host: Any, profile: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import testinfra
 
-from bootkiln.engine import Engine
+from bootkiln.core.engine import Engine
 from tests.fixtures import DisklessBuild, invoke
 
 

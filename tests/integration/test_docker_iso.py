@@ -13,11 +13,11 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from bootkiln.config import BASE_APPLETS, load_profile
 from bootkiln.console import Reporter
-from bootkiln.engine import Engine
-from bootkiln.iso import list_iso
-from bootkiln.pipeline import Build
+from bootkiln.core.engine import Engine
+from bootkiln.core.pipeline import Build
+from bootkiln.formats.iso import list_iso
+from bootkiln.profile.schema import BASE_APPLETS, load_profile
 from bootkiln.stages.base import StageResult
 from tests.fixtures import SessionBuild, invoke
 from tests.unit.test_cpio import parse_newc

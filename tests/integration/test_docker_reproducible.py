@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bootkiln.builder import BuilderFactory
 from bootkiln.console import Reporter
-from bootkiln.engine import Engine
-from bootkiln.runner import Runner
+from bootkiln.core.builder import BuilderFactory
+from bootkiln.core.engine import Engine
+from bootkiln.core.runner import Runner
 from bootkiln.stages.base import StageResult
 from tests.fixtures import SessionBuild, invoke
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.cache import StageCache
-from bootkiln.config import load_profile
 from bootkiln.console import Reporter
-from bootkiln.engine import Engine
-from bootkiln.pipeline import Build
-from bootkiln.runner import Builder, Host, Runner
+from bootkiln.core.cache import StageCache
+from bootkiln.core.engine import Engine
+from bootkiln.core.pipeline import Build
+from bootkiln.core.runner import Builder, Host, Runner
+from bootkiln.profile.schema import load_profile
 from bootkiln.stages.base import StageResult
 from tests.fixtures import ROOT, SessionBuild, invoke
 

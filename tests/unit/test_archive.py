@@ -9,9 +9,9 @@ from email.message import Message
 
 import pytest
 
-from bootkiln.archive import release_date, resolve_archive, snapshot_epoch
-from bootkiln.config import DebianSettings
+from bootkiln.core.archive import release_date, resolve_archive, snapshot_epoch
 from bootkiln.errors import EnvironmentProblem, Fault
+from bootkiln.profile.schema import DebianSettings
 
 RELEASE = b"""Origin: Debian
 Label: Debian
@@ -116,7 +116,7 @@ def test_unknown_suite_404_is_retried_and_names_the_mirror() -> None:
 
 def test_retries_wait_as_told(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)  # bootkiln.archive calls time.sleep
+    monkeypatch.setattr(time, "sleep", slept.append)  # bootkiln.core.archive calls time.sleep
     fetch = Recorder([urllib.error.URLError("down"), http_error(503, {"Retry-After": "7"})])
     resolve_archive(DebianSettings(), fetch=fetch, delays=(1.5, 3.0))
     assert slept == [1.5, 7.0]

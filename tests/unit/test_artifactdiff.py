@@ -14,9 +14,9 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from bootkiln.artifactdiff import Difference, compare_artifacts, describe
-from bootkiln.cpio import Compression, CpioEntry, compress, write_newc
-from bootkiln.iso import pinned_pycdlib
+from bootkiln.formats.cpio import Compression, CpioEntry, compress, write_newc
+from bootkiln.formats.iso import pinned_pycdlib
+from bootkiln.verify.artifactdiff import Difference, compare_artifacts, describe
 
 EPOCH = 1700000000
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.aws.ami import ImageSpec
-from bootkiln.aws.settings import AwsSettings
-from bootkiln.config import Profile, load_profile
 from bootkiln.errors import InputError
+from bootkiln.profile.schema import Profile, load_profile
+from bootkiln.publish.aws.ami import ImageSpec
+from bootkiln.publish.aws.settings import AwsSettings
 
 WriteProfile = Callable[[str], Path]
 

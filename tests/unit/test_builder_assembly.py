@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from bootkiln.builder import builder_packages, image_config, write_docker_archive
+from bootkiln.core.builder import builder_packages, image_config, write_docker_archive
 
 
 def test_archive_and_image_id_depend_only_on_layer_and_epoch(tmp_path: Path) -> None:

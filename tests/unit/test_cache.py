@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.cache import ENTRY_FILE, StageCache
+from bootkiln.core.cache import ENTRY_FILE, StageCache
 
 KEY = "0123456789abcdef" * 4
 OTHER_KEY = "fedcba9876543210" * 4
@@ -145,7 +145,7 @@ def test_lock_waits_for_another_process(tmp_path: Path) -> None:
     child = start_child(f"""
         import time
         from pathlib import Path
-        from bootkiln.cache import StageCache
+        from bootkiln.core.cache import StageCache
         with StageCache(Path({str(root)!r})).lock("rootfs", {KEY!r}):
             print("locked", flush=True)
             time.sleep({hold})
@@ -170,7 +170,7 @@ def test_build_killed_mid_write_leaves_no_entry_and_the_next_one_succeeds(tmp_pa
     child = start_child(f"""
         import os
         from pathlib import Path
-        from bootkiln.cache import StageCache
+        from bootkiln.core.cache import StageCache
         with StageCache(Path({str(root)!r})).writer("rootfs", {KEY!r}, {{}}) as scratch:
             with (scratch / "rootfs.tar").open("wb") as handle:
                 block = b"x" * (1 << 20)

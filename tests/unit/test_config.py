@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.config import DEFAULT_PROFILE, Profile, available_profiles, load_profile, overlay_dir
+from bootkiln.core.overlay import plan_overlays
 from bootkiln.errors import Fault, InputError
-from bootkiln.overlay import plan_overlays
+from bootkiln.profile.schema import DEFAULT_PROFILE, Profile, available_profiles, load_profile, overlay_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 WriteProfile = Callable[[str], Path]

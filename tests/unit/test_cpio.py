@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from bootkiln.cpio import CpioEntry, compress, with_parents, write_newc
+from bootkiln.formats.cpio import CpioEntry, compress, with_parents, write_newc
 
 ENTRIES = [
     CpioEntry("bin/busybox", "file", 0o755, b"\x7fELF fake busybox"),

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import component_missing
-
-from bootkiln import diskread
-from bootkiln.diskread import (
+from tests.support import diskread
+from tests.support.diskread import (
     CHUNK,
     DiskReadError,
     Partition,
@@ -35,6 +34,7 @@ from bootkiln.diskread import (
     read_gpt,
     read_lvm,
 )
+
 from bootkiln.errors import InputError
 
 FIXTURE = Path(__file__).parent / "data" / "lvm-disk.img.xz"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError  # type: ignore[import-untyped]
 
-from bootkiln.aws.ebs_upload import (
+from bootkiln.errors import InputError
+from bootkiln.publish.aws.ebs_upload import (
     BLOCK_SIZE,
     GIB,
     b64,
@@ -21,9 +22,8 @@ from bootkiln.aws.ebs_upload import (
     read_block,
     volume_size_gib,
 )
-from bootkiln.aws.retry import RetryCounter, RetryPolicy, is_retryable, with_retries
-from bootkiln.aws.s3_upload import MIN_PART, composite_checksum, part_size_for
-from bootkiln.errors import InputError
+from bootkiln.publish.aws.retry import RetryCounter, RetryPolicy, is_retryable, with_retries
+from bootkiln.publish.aws.s3_upload import MIN_PART, composite_checksum, part_size_for
 
 
 def client_error(code: str, status: int = 400) -> ClientError:

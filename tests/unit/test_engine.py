@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.engine import DEFAULT_SOCKET, Endpoint, missing_capabilities, resolve_endpoint, split_lines
+from bootkiln.core.engine import DEFAULT_SOCKET, Endpoint, missing_capabilities, resolve_endpoint, split_lines
 from bootkiln.errors import Fault, InputError
 
 STATUS = "Name:\tbash\nState:\tS (sleeping)\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\n" \

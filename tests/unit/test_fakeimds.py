@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln import cli
+from bootkiln.commands import build as cli
 from bootkiln.errors import EnvironmentProblem, InputError
-from bootkiln.fakeimds import (
+from bootkiln.installer.fakeimds import (
     MAX_TTL,
     META_DATA,
     FakeImds,

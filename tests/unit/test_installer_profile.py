@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.config import carries_payload, is_installer, load_profile
+from bootkiln.core.pipeline import STAGES, Build, _for_profile, preflight
 from bootkiln.errors import InputError
-from bootkiln.pipeline import STAGES, Build, _for_profile, preflight
+from bootkiln.profile.schema import carries_payload, is_installer, load_profile
 from bootkiln.stages.initramfs import installer_settings
 
 INSTALLER = Path(__file__).resolve().parents[2] / "profiles" / "installer.toml"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln import qemu
-from bootkiln.config import load_profile
+from bootkiln.core.pipeline import preflight
 from bootkiln.errors import EnvironmentProblem, InputError
-from bootkiln.pipeline import preflight
+from bootkiln.profile.schema import load_profile
 from bootkiln.stages.busybox import applet_symbols, missing_applets
+from bootkiln.verify import qemu
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_new_tables_are_validated(tmp_path: Path, text: str, key: str) -> None:
 
 
 def test_missing_qemu_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bootkiln.qemu.shutil.which", lambda name: None)
+    monkeypatch.setattr("bootkiln.verify.qemu.shutil.which", lambda name: None)
     with pytest.raises(EnvironmentProblem) as caught:
         qemu.qemu_binary()
     assert "qemu-system-x86" in caught.value.hint

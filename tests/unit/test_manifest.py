@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from bootkiln import __version__
-from bootkiln.config import load_profile
+from bootkiln.core.manifest import load_manifest, merge, new_manifest
 from bootkiln.errors import InputError
-from bootkiln.manifest import load_manifest, merge, new_manifest
-from bootkiln.reproduce import CONDITIONS, compare_outputs, profile_from_manifest
+from bootkiln.profile.schema import load_profile
+from bootkiln.verify.reproduce import CONDITIONS, compare_outputs, profile_from_manifest
 
 ARCHIVE = {"mirror": "http://deb.debian.org/debian", "suite": "bookworm", "snapshot": None,
            "release_sha256": "ab" * 32, "source_date_epoch": 1700000000}
@@ -49,7 +49,7 @@ def test_a_manifest_from_another_version_is_refused_with_the_reason(tmp_path: Pa
     path = write_manifest(tmp_path)
     data = json.loads(path.read_text())
     data["bootkiln"]["version"] = "0.0.1"
-    from bootkiln.manifest import seal
+    from bootkiln.core.manifest import seal
 
     path.write_text(json.dumps(seal(data)))
     with pytest.raises(InputError) as caught:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.config import load_profile
+from bootkiln.core.pipeline import preflight
 from bootkiln.errors import InputError
-from bootkiln.pipeline import preflight
+from bootkiln.profile.schema import load_profile
 from bootkiln.stages.initramfs import nfsroot_settings
 from bootkiln.stages.nfsroot import excluded, ganesha_exports, kernel_exports, render_overlay
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.config import Profile, load_profile
+from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_overlays
 from bootkiln.errors import InputError
-from bootkiln.overlay import OverlayEntry, overlay_archive, plan_overlays
+from bootkiln.profile.schema import Profile, load_profile
 
 MTIME = 1_700_000_000
 

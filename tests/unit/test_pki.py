@@ -12,10 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bootkiln import pki
-from bootkiln.aws import cli_actions
+from bootkiln.commands import publish as cli_actions
 from bootkiln.errors import InputError
-from bootkiln.userdata import CertFiles, Certificates
+from bootkiln.installer import pki
+from bootkiln.installer.userdata import CertFiles, Certificates
 
 WriteProfile = Callable[[str], Path]
 

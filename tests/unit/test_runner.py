@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from bootkiln.console import Reporter
-from bootkiln.errors import CommandFailed, EnvironmentProblem, Fault
-from bootkiln.runner import TAIL_LINES, Builder, Host, Runner, format_argv
+from bootkiln.core.runner import TAIL_LINES, Builder, Host, Runner
+from bootkiln.errors import CommandFailed, EnvironmentProblem, Fault, format_argv
 
 
 def quiet_runner() -> tuple[Runner, io.StringIO]:

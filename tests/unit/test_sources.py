@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bootkiln.archive import ArchiveState, resolve_archive, snapshot_mirror, sources_list
-from bootkiln.config import load_profile
+from bootkiln.core.archive import ArchiveState, resolve_archive, snapshot_mirror, sources_list
+from bootkiln.profile.schema import load_profile
 
 
 def state(snapshot: str | None, mirror: str = "http://deb.debian.org/debian") -> ArchiveState:

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from bootkiln.aws import cli_actions
-from bootkiln.config import load_profile
+from bootkiln.commands import publish as cli_actions
 from bootkiln.errors import InputError
-from bootkiln.userdata import (
+from bootkiln.installer.userdata import (
     EC2_USERDATA_LIMIT,
     MAGIC,
     Certificates,
@@ -33,6 +32,7 @@ from bootkiln.userdata import (
     host_names,
     render,
 )
+from bootkiln.profile.schema import load_profile
 
 WriteProfile = Callable[[str], Path]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import component_missing
 
-from bootkiln import pki
-from bootkiln.userdata import UserdataSettings, encode, host_names, render
+from bootkiln.installer import pki
+from bootkiln.installer.userdata import UserdataSettings, encode, host_names, render
 
 READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / "userdata-read.sh"
 APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bootkiln.console import Reporter
+from bootkiln.core.runner import Runner
 from bootkiln.errors import EnvironmentProblem
-from bootkiln.qemu import Accel, choose_accel, find_ovmf, qemu_binary
-from bootkiln.runner import Runner
+from bootkiln.verify.qemu import Accel, choose_accel, find_ovmf, qemu_binary
 from tests.conftest import component_missing
 from tests.fixtures import (
     SessionBuild,

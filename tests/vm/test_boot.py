@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.boottest import MARKER, BootFailed
-from bootkiln.config import ISO_BOOT_MODES, BootMode
 from bootkiln.console import Reporter
-from bootkiln.qemu import Accel, boot
-from bootkiln.runner import Runner
+from bootkiln.core.runner import Runner
+from bootkiln.profile.schema import ISO_BOOT_MODES, BootMode
 from bootkiln.stages.base import StageResult
+from bootkiln.verify.boottest import MARKER, BootFailed
+from bootkiln.verify.qemu import Accel, boot
 from tests.fixtures import SessionBuild, invoke
 
 

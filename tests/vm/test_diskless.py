@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 
 from bootkiln.console import Reporter
-from bootkiln.nfsserver import Export, NfsServer
-from bootkiln.qemu import Accel, boot
-from bootkiln.runner import Runner
+from bootkiln.core.runner import Runner
 from bootkiln.stages.base import StageResult
+from bootkiln.verify.qemu import Accel, boot
 from tests.conftest import component_missing
 from tests.fixtures import DisklessBuild
+from tests.support.nfsserver import Export, NfsServer
 
 MARKER = "BOOTKILN-BOOT-OK stage=diskless"
 
 
 @pytest.fixture
 def nfs_ready() -> None:
-    from bootkiln import nfsserver
+    from tests.support import nfsserver
 
     missing = nfsserver.missing_packages()
     if missing:

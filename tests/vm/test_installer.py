@@ -21,18 +21,18 @@ import testinfra
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from bootkiln import diskread
-from bootkiln.config import load_profile
 from bootkiln.console import Reporter
-from bootkiln.engine import Engine
-from bootkiln.fakeimds import GUEST_GATEWAY, FakeImds, TokenMode
-from bootkiln.installtest import InstallRun, Medium, install_argv, memory_for, run_install
+from bootkiln.core.engine import Engine
+from bootkiln.core.pipeline import Build
+from bootkiln.core.runner import Runner
+from bootkiln.installer.fakeimds import GUEST_GATEWAY, FakeImds, TokenMode
+from bootkiln.installer.userdata import UserData, decode
 from bootkiln.paths import Workspace
-from bootkiln.pipeline import Build
-from bootkiln.qemu import Accel, uefi_vars
-from bootkiln.runner import Runner
-from bootkiln.userdata import UserData, decode
+from bootkiln.profile.schema import load_profile
+from bootkiln.verify.qemu import Accel, uefi_vars
 from tests.fixtures import ROOT, InstallerBuild, invoke
+from tests.support import diskread
+from tests.support.installtest import InstallRun, Medium, install_argv, memory_for, run_install
 
 HOSTNAME = "web1.example.com"
 TARGET_SIZE = 4 << 30
@@ -412,7 +412,7 @@ def test_bad_user_data_or_disk_stops_with_a_message_and_changes_no_disk(
 def test_imdsv1_fallback_and_the_kernel_command_line_override(installer: InstallerBuild, accel: Accel,
                                                                good_document: Document, tmp_path: Path) -> None:
     """Where the installer gets its document: IMDSv1 when no token is offered, or the URL given as
-    bootkiln.userdata= (then IMDS is not asked). A wrong-version document stops it right after."""
+    bootkiln.installer.userdata= (then IMDS is not asked). A wrong-version document stops it right after."""
     document = rewrite(good_document, tmp_path, "version=1", "version=2")
     reporter = Reporter(quiet_output=True)
     with FakeImds(document, tokens="v1-only") as imds:
@@ -430,7 +430,7 @@ def test_imdsv1_fallback_and_the_kernel_command_line_override(installer: Install
         url = f"http://{GUEST_GATEWAY}:{server.port}/latest/user-data"  # the host, seen from the guest
         argv = install_argv("iso", installer.iso, None, imds_port=server.port, accel=accel, memory=1024)
         argv += ["-kernel", str(kernel), "-initrd", str(initrd),
-                 "-append", f"console=ttyS0,115200 bootkiln.userdata={url}"]
+                 "-append", f"console=ttyS0,115200 bootkiln.installer.userdata={url}"]
         run = run_install(Runner(reporter), reporter, argv, timeout=300)
         asked = [(r.method, r.path, r.status, r.token_sent) for r in server.requests]
     assert run.outcome == "failed", "\n".join(run.tail)

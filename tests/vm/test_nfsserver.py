@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln import nfsserver
-from bootkiln.nfsserver import Export, NfsServer
 from tests.conftest import component_missing
+from tests.support import nfsserver
+from tests.support.nfsserver import Export, NfsServer
 
 # -- pure ---------------------------------------------------------------------------------------------------------
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bootkiln.archive import ArchiveState, sources_list
-from bootkiln.builder import BuilderImage
-from bootkiln.config import Profile
 from bootkiln.console import Reporter
-from bootkiln.engine import Upload
+from bootkiln.core.archive import ArchiveState, sources_list
+from bootkiln.core.builder import BuilderImage
+from bootkiln.core.engine import Upload
+from bootkiln.core.runner import Runner
 from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
-from bootkiln.runner import Runner
+from bootkiln.profile.schema import Profile
 
 # Bump when the layout of cache entries changes, so old entries are never misread.
 CACHE_FORMAT = "1"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bootkiln.runner import Builder
+from bootkiln.core.runner import Builder
 from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "bootloader.sh"

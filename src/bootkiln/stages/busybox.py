@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bootkiln.config import Profile, busybox_config
+from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.runner import Builder
+from bootkiln.profile.schema import Profile, busybox_config
 from bootkiln.stages.base import (
     Inputs,
     StageContext,

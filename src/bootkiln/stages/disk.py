@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bootkiln.config import Profile, carries_payload
-from bootkiln.engine import Upload
+from bootkiln.core.engine import Upload
+from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.runner import Builder
+from bootkiln.profile.schema import Profile, carries_payload
 from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
 from bootkiln.stages.payload import PAYLOAD_FILES
 

@@ -1,6 +1,6 @@
 """initramfs stage: busybox, its applet links, the kernel's selected modules and /init, as a cpio.
 
-Runs on the host: the cpio is written natively (bootkiln.cpio) so its bytes depend only on the
+Runs on the host: the cpio is written natively (bootkiln.formats.cpio) so its bytes depend only on the
 inputs. Overlay: overlays/initramfs-base/ (and any the profile adds), which holds /init and the
 profile stages it can run.
 """
@@ -12,10 +12,10 @@ import tarfile
 from pathlib import Path
 from typing import Any, Literal
 
-from bootkiln.config import Profile, is_installer, kernel_package
-from bootkiln.cpio import CpioEntry, compress, write_newc
+from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_overlays
 from bootkiln.errors import InputError
-from bootkiln.overlay import OverlayEntry, overlay_archive, plan_overlays
+from bootkiln.formats.cpio import CpioEntry, compress, write_newc
+from bootkiln.profile.schema import Profile, is_installer, kernel_package
 from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
 
 # Present before devtmpfs is mounted: the kernel opens /dev/console for /init's output.
@@ -120,7 +120,7 @@ class InitramfsStage:
             .add_text("name", profile.name)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
         )
-        for path in code_files("cpio", "overlay", "stages.initramfs"):
+        for path in code_files("formats.cpio", "core.overlay", "stages.initramfs"):
             fingerprint.add_file(path.name, path)
         # An installer also carries the rootfs overlays (for an online install's target).
         parts: list[Literal["rootfs", "initramfs"]] = ["initramfs", "rootfs"] if is_installer(profile) else [

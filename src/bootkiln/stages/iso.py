@@ -1,4 +1,4 @@
-"""iso stage: the hybrid BIOS/UEFI ISO, written on the host with pycdlib (bootkiln.iso).
+"""iso stage: the hybrid BIOS/UEFI ISO, written on the host with pycdlib (bootkiln.formats.iso).
 
 It consumes the kernel, the initramfs and the boot files; the label and kernel command line
 come from the profile's [iso] table.
@@ -10,9 +10,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bootkiln.config import Profile, carries_payload
 from bootkiln.errors import InputError
-from bootkiln.iso import BootFiles, write_hybrid_iso
+from bootkiln.formats.iso import BootFiles, write_hybrid_iso
+from bootkiln.profile.schema import Profile, carries_payload
 from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
 from bootkiln.stages.bootloader import ISO_MARKER
 from bootkiln.stages.initramfs import mib
@@ -39,7 +39,7 @@ class IsoStage:
             .add_text("epoch", str(ctx.archive.source_date_epoch))
             .add_text("pycdlib", version("pycdlib"))
         )
-        for path in code_files("iso", "stages.iso"):
+        for path in code_files("formats.iso", "stages.iso"):
             fingerprint.add_file(path.name, path)
         return fingerprint.hexdigest()
 

@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bootkiln.archive import fetch_with_retries
-from bootkiln.config import Profile, kernel_deb, kernel_package
+from bootkiln.core.archive import fetch_with_retries
+from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
-from bootkiln.runner import Builder
+from bootkiln.profile.schema import Profile, kernel_deb, kernel_package
 from bootkiln.stages.base import (
     Inputs,
     StageContext,

@@ -15,11 +15,11 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from bootkiln.config import NfsrootSettings, Profile, overlay_dir
-from bootkiln.engine import Upload
+from bootkiln.core.engine import Upload
+from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_tree
+from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.overlay import OverlayEntry, overlay_archive, plan_tree
-from bootkiln.runner import Builder
+from bootkiln.profile.schema import NfsrootSettings, Profile, overlay_dir
 from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "nfsroot.sh"

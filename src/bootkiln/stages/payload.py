@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bootkiln.engine import Upload
-from bootkiln.runner import Builder
+from bootkiln.core.engine import Upload
+from bootkiln.core.runner import Builder
 from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
 from bootkiln.stages.kernel import TARGET_MODULES
 

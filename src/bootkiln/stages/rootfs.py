@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bootkiln.engine import Upload
-from bootkiln.overlay import overlay_archive, plan_overlays
-from bootkiln.runner import Builder
+from bootkiln.core.engine import Upload
+from bootkiln.core.overlay import overlay_archive, plan_overlays
+from bootkiln.core.runner import Builder
 from bootkiln.stages.base import (
     Inputs,
     StageContext,

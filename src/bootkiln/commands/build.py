@@ -1,0 +1,262 @@
+"""What each Invoke task does, as plain functions: tasks.py stays a thin list of one-liners.
+
+Each function returns a process exit code. Errors are reported once, with their fault and a hint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from bootkiln.console import Reporter
+from bootkiln.core.cache import StageCache
+from bootkiln.errors import BootkilnError, Fault, InputError
+from bootkiln.paths import Workspace
+from bootkiln.profile.schema import available_profiles, load_profile
+
+
+class ReproducibilityError(BootkilnError):
+    fault = Fault.INTERNAL
+
+
+def guarded(action: Callable[[Reporter], None]) -> int:
+    reporter = Reporter()
+    try:
+        action(reporter)
+    except BootkilnError as exc:
+        reporter.error(exc)
+        return exc.fault.exit_code
+    except KeyboardInterrupt:
+        reporter.info("interrupted; no partial result was kept")
+        return 130
+    return 0
+
+
+def rootfs(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        result = build.rootfs()
+        out = build.workspace.output_dir(build.profile.name)
+        digest = result.metadata["sha256"]["rootfs.tar"]
+        reporter.info(f"rootfs: {out / 'rootfs.tar'}\n  sha256 {digest}\n  {result.metadata['packages']} "
+                      f"packages listed in {out / 'packages.tsv'}")
+        reporter.summary()
+
+    return guarded(action)
+
+
+def build(profile_ref: str | None, stages: list[str]) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import STAGES, Build
+        from bootkiln.verify.reproduce import ALL_TARGETS
+
+        unknown = [name for name in stages if name not in STAGES]
+        if unknown:
+            raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        for name in stages or ALL_TARGETS:
+            build.stage(name)
+        out = build.publish()
+        reporter.info(f"artifacts in {out}:")
+        reporter.info((out / "SHA256SUMS").read_text().rstrip())
+        reporter.summary()
+
+    return guarded(action)
+
+
+def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from pathlib import Path
+
+        from bootkiln.core.pipeline import preflight
+        from bootkiln.verify.reproduce import report, verify
+
+        profile = load_profile(profile_ref)
+        preflight(profile)
+        checks = verify(profile, profile_ref, reporter, scratch=Path(keep).resolve() if keep else None)
+        report(checks, reporter)
+        different = [check.name for check in checks if not check.matches]
+        if different:
+            raise ReproducibilityError(f"not reproducible: {', '.join(different)} differ between the two builds",
+                                       hint="the differences are listed above; fix their source, not the output")
+        reporter.info(f"reproducible: {len(checks)} artifacts identical across both builds")
+
+    return guarded(action)
+
+
+def rebuild(manifest: str) -> int:
+    def action(reporter: Reporter) -> None:
+        from pathlib import Path
+
+        from bootkiln.verify.reproduce import rebuild as rebuild_manifest
+        from bootkiln.verify.reproduce import report
+
+        checks = rebuild_manifest(Path(manifest), reporter)
+        report(checks, reporter)
+        different = [check.name for check in checks if not check.matches]
+        if different:
+            raise ReproducibilityError(f"rebuild differs from {manifest}: {', '.join(different)}",
+                                       hint="run `invoke verify-reproducible` to see where builds diverge")
+        reporter.info(f"rebuild matches {manifest}: {len(checks)} artifacts identical")
+
+    return guarded(action)
+
+
+def build_iso(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        result = build.iso()
+        iso = build.workspace.output_dir(build.profile.name) / "boot.iso"
+        size = result.metadata["bytes"]
+        reporter.info(f"ISO: {iso}\n  size {size:,} bytes ({size / 1048576:.2f} MiB)\n"
+                      f"  sha256 {result.metadata['sha256']['boot.iso']}\n  manifest {iso.parent / 'manifest.json'}")
+        reporter.summary()
+
+    return guarded(action)
+
+
+def build_disk(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        result = build.disk()
+        image = build.workspace.output_dir(build.profile.name) / "disk.img"
+        reporter.info(f"disk image: {image}\n  size {result.metadata['bytes'] >> 20} MiB, "
+                      f"{result.metadata['allocated_bytes'] >> 20} MiB allocated (sparse)\n"
+                      f"  sha256 {result.metadata['sha256']['disk.img']}\n  root fs UUID "
+                      f"{result.metadata['ids']['root_fs_uuid']}")
+        reporter.summary()
+
+    return guarded(action)
+
+
+def nfsroot(profile_ref: str | None, source: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+        from bootkiln.stages.nfsroot import require_nfsroot
+
+        profile = load_profile(profile_ref)
+        if source:
+            profile = profile.model_copy(update={"nfsroot": profile.nfsroot.model_copy(update={"source": source})})
+        require_nfsroot(profile)
+        build = Build(profile, reporter=reporter)
+        result = build.produce("nfsroot")
+        out = build.workspace.output_dir(profile.name)
+        reporter.info(f"client tree: {out / 'nfsroot.tar'} ({result.metadata['var_entries']} /var entries recorded)\n"
+                      f"  exports: {out / 'ganesha-exports.conf'} (NFS-Ganesha), {out / 'exports'} (kernel nfsd)\n"
+                      f"  serve it at {result.metadata['nfsroot']}")
+        reporter.summary()
+
+    return guarded(action)
+
+
+def boot_test(profile_ref: str | None, modes: list[str]) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+        from bootkiln.verify.boottest import boot_test as run_boots
+
+        run_boots(Build(load_profile(profile_ref), reporter=reporter), modes)
+        reporter.summary()
+
+    return guarded(action)
+
+
+def test_image(profile_ref: str | None, pytest_args: list[str]) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+        from bootkiln.verify.imagetest import test_image as run_checks
+
+        build = Build(load_profile(profile_ref), reporter=reporter)
+        build.rootfs()
+        run_checks(build, pytest_args)
+        reporter.summary()
+
+    return guarded(action)
+
+
+def builder(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.pipeline import Build
+
+        image = Build(load_profile(profile_ref), reporter=reporter).builder
+        reporter.info(f"builder image {image.tag} ({image.image_id}), base {image.base}")
+
+    return guarded(action)
+
+
+def check_profile(profile_ref: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.overlay import plan_overlays
+
+        profile = load_profile(profile_ref)
+        entries = plan_overlays(profile)
+        reporter.info(json.dumps(profile.resolved(), indent=2))
+        reporter.info(f"profile {profile.name} is valid ({len(entries)} overlay entries)")
+
+    return guarded(action)
+
+
+def list_profiles() -> int:
+    def action(reporter: Reporter) -> None:
+        reporter.info("default (built-in)")
+        for name in available_profiles():
+            reporter.info(f"{name} ({load_profile(name).description})")
+
+    return guarded(action)
+
+
+def clean(engine_too: bool) -> int:
+    def action(reporter: Reporter) -> None:
+        workspace = Workspace.default()
+        StageCache(workspace.cache).clean()
+        reporter.info(f"removed the stage cache {workspace.cache}")
+        if engine_too:
+            from bootkiln.core.engine import connect
+
+            removed = connect(reporter.warn).remove_everything()
+            reporter.info(f"removed {removed} bootkiln containers and volumes")
+
+    return guarded(action)
+
+
+def fake_imds(userdata: str, port: int, tokens: str) -> int:
+    def action(reporter: Reporter) -> None:
+        import shlex
+        from pathlib import Path
+
+        from bootkiln.installer.fakeimds import (
+            GUEST_ADDRESS,
+            GUEST_DNS,
+            GUEST_GATEWAY,
+            FakeImds,
+            qemu_netdev,
+            token_mode,
+        )
+
+        path = Path(userdata).resolve()
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise InputError(f"user-data file {path} {what}",
+                             hint="write one with `invoke userdata`, or pass --userdata PATH to an existing file")
+        if not 0 <= port <= 65535:
+            raise InputError(f"port {port} is out of range", hint="use 1..65535, or 0 for any free port")
+        imds = FakeImds(path, tokens=token_mode(tokens), port=port, on_request=reporter.info)
+        try:
+            reporter.info(f"fake IMDS on {imds.url} (tokens {imds.tokens}), serving {path}\n"
+                          f"QEMU option: -netdev {shlex.quote(qemu_netdev(imds.port))} "
+                          "-device virtio-net-pci,netdev=net0\n"
+                          f"the guest gets {GUEST_ADDRESS}/16, gateway {GUEST_GATEWAY}, DNS {GUEST_DNS}, and "
+                          "reads http://169.254.169.254/latest/user-data; Ctrl-C stops")
+            imds.serve_forever()
+        except KeyboardInterrupt:
+            # Ctrl-C is how this task ends: not an interruption of some work, so exit 0.
+            reporter.info(f"fake IMDS stopped after {len(imds.requests)} requests")
+        finally:
+            imds.close()
+
+    return guarded(action)

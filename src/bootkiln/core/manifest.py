@@ -1,0 +1,102 @@
+"""Build manifests: what was built, from what, and enough to build it again and compare.
+
+A manifest records the profile as resolved, the archive state (mirror or snapshot, Release hash,
+SOURCE_DATE_EPOCH), the builder image and how it was made, bootkiln's version and commit, a digest
+of every input file in the checkout (scripts, overlays, configs, docker/, bootkiln's code), each
+stage's facts (package versions and sha256s, kernel and modules, busybox) and every artifact's
+sha256. It is sealed with a sha256 of its own canonical form, so an edited manifest is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from bootkiln import __version__
+from bootkiln.console import Reporter
+from bootkiln.core.runner import Host, Runner
+from bootkiln.errors import BootkilnError, InputError
+from bootkiln.hashing import Fingerprint
+from bootkiln.paths import project_root
+from bootkiln.profile.schema import Profile, busybox_config, overlay_dir
+
+FORMAT = 1
+SEAL = "manifest_sha256"
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in data.items() if k != SEAL}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, SEAL: hashlib.sha256(canonical(data)).hexdigest()}
+
+
+def source_commit() -> str:
+    """The checkout's git commit, '+dirty' when it has changes; 'unknown' outside git."""
+    runner = Runner(Reporter(quiet_output=True))
+    root = str(project_root())
+    try:
+        commit = runner.run(["git", "-C", root, "rev-parse", "HEAD"], stage="git", where=Host())[0].strip()
+        dirty = runner.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"], stage="git",
+                           where=Host())
+    except (BootkilnError, IndexError):
+        return "unknown"
+    return commit + ("+dirty" if any(line.strip() for line in dirty) else "")
+
+
+def input_digests(profile: Profile) -> dict[str, str]:
+    """A digest of each checkout input a build reads besides the profile itself."""
+    root = project_root()
+    trees = {"scripts": root / "scripts", "docker": root / "docker", "bootkiln": root / "src" / "bootkiln"}
+    for part, names in (("rootfs", profile.rootfs.overlays), ("initramfs", profile.initramfs.overlays)):
+        for name in names:
+            trees[f"overlay:{part}:{name}"] = overlay_dir(profile, name, f"{part}.overlays")
+    digests = {label: Fingerprint("tree").add_tree(label, path).hexdigest() for label, path in trees.items()}
+    digests["busybox.config"] = Fingerprint("file").add_file("config", busybox_config(profile)).hexdigest()
+    return digests
+
+
+def new_manifest(profile: Profile, archive: dict[str, Any], builder: dict[str, Any],
+                 stages: dict[str, dict[str, Any]], artifacts: dict[str, str]) -> dict[str, Any]:
+    return seal({
+        "format": FORMAT,
+        "bootkiln": {"version": __version__, "commit": source_commit()},
+        "profile": profile.resolved(),
+        "profile_file": str(profile.source) if profile.source else None,
+        "archive": archive,
+        "builder": builder,
+        "inputs": input_digests(profile),
+        "stages": stages,
+        "artifacts": artifacts,
+    })
+
+
+def merge(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
+    """Keep earlier stages of the same profile and archive state (e.g. rootfs, then build-iso)."""
+    if not previous or any(previous.get(k) != current[k] for k in ("profile", "archive", "builder", "inputs")):
+        return current
+    merged = {**current, "stages": {**previous.get("stages", {}), **current["stages"]},
+              "artifacts": {**previous.get("artifacts", {}), **current["artifacts"]}}
+    return seal(merged)
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """Read a manifest, refusing one that was edited or written by another bootkiln."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable manifest: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or SEAL not in data:
+        raise InputError(f"{path}: not a bootkiln manifest of format {FORMAT}")
+    if hashlib.sha256(canonical(data)).hexdigest() != data[SEAL]:
+        raise InputError(f"{path}: the manifest was edited after it was written (its {SEAL} does not match)",
+                         hint="use the manifest exactly as the build wrote it")
+    written_by = data.get("bootkiln", {}).get("version")
+    if written_by != __version__:
+        commit = data["bootkiln"].get("commit")
+        raise InputError(f"{path}: written by bootkiln {written_by}, this is bootkiln {__version__}",
+                         hint=f"check out bootkiln {written_by} (commit {commit}) to rebuild it")
+    return data

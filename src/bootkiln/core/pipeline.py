@@ -1,0 +1,221 @@
+"""A build: validate the profile, connect to Docker, pin the archive, make the builder, run stages.
+
+Stages whose key is already in the cache are not run at all. Artifacts are published to
+out/<profile>/ with SHA256SUMS and a build manifest.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bootkiln.console import Reporter
+from bootkiln.core.archive import ArchiveState, resolve_archive
+from bootkiln.core.builder import BuilderFactory, BuilderImage
+from bootkiln.core.cache import StageCache
+from bootkiln.core.engine import Engine, connect
+from bootkiln.core.manifest import merge, new_manifest
+from bootkiln.core.overlay import plan_overlays
+from bootkiln.core.runner import Runner
+from bootkiln.errors import InputError
+from bootkiln.hashing import sha256_file
+from bootkiln.paths import Workspace
+from bootkiln.profile.schema import Profile, carries_payload, is_installer
+from bootkiln.stages.base import Inputs, Stage, StageContext, StageResult
+from bootkiln.stages.bootloader import BootloaderStage
+from bootkiln.stages.busybox import BusyboxStage, check_config
+from bootkiln.stages.disk import DiskStage
+from bootkiln.stages.initramfs import InitramfsStage
+from bootkiln.stages.iso import IsoStage
+from bootkiln.stages.kernel import KernelStage
+from bootkiln.stages.nfsroot import NfsrootStage, require_nfsroot
+from bootkiln.stages.onlinetools import OnlineToolsStage
+from bootkiln.stages.payload import PayloadStage
+from bootkiln.stages.rootfs import RootfsStage
+
+STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
+    RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage, NfsrootStage,
+    PayloadStage, OnlineToolsStage)}
+
+
+def preflight(profile: Profile) -> None:
+    """Everything that can be checked without Docker or the network, checked before either is touched."""
+    plan_overlays(profile, "rootfs")
+    initramfs_paths = {entry.path for entry in plan_overlays(profile, "initramfs")}
+    for key, name in (("initramfs.stage", profile.initramfs.stage), ("disk.stage", profile.disk.stage)):
+        stage = f"/lib/bootkiln/stages/{name}"
+        if stage not in initramfs_paths:
+            raise InputError(f"{profile.source or 'built-in profile'}: key '{key}': no {stage} in the "
+                             f"initramfs overlays {profile.initramfs.overlays}",
+                             hint="add the stage script to an initramfs overlay, or pick an existing stage")
+    check_config(profile)
+    if profile.initramfs.stage == "nfs" or profile.nfsroot.root == "iso":
+        require_nfsroot(profile)
+    check_installer(profile)
+
+
+def check_installer(profile: Profile) -> None:
+    """An installer's settings must fit together: its disk boots the installer, and what it installs
+    offline has kernel modules."""
+    where = profile.source or "built-in profile"
+    if profile.disk.layout == "installer" and not is_installer(profile):
+        raise InputError(f"{where}: key 'disk.layout': 'installer' needs initramfs.stage = \"installer\" "
+                         f"(it is {profile.initramfs.stage!r})",
+                         hint="use layout = \"root\" for a disk that boots its own root filesystem")
+    if carries_payload(profile) and not profile.installer.target_modules:
+        raise InputError(f"{where}: key 'installer.target_modules': empty, so an offline install would give the "
+                         "installed system no kernel modules (no disk, network or filesystem drivers)",
+                         hint="list them as profiles/installer.toml does, or set installer.payload = false")
+
+
+class Build:
+    def __init__(self, profile: Profile, *, workspace: Workspace | None = None,
+                 reporter: Reporter | None = None) -> None:
+        self.profile = profile
+        self.workspace = workspace or Workspace.default()
+        self.reporter = reporter or Reporter()
+        self.cache = StageCache(self.workspace.cache)
+        self.results: dict[str, StageResult] = {}
+        preflight(profile)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return connect(self.reporter.warn)
+
+    @cached_property
+    def runner(self) -> Runner:
+        return Runner(self.reporter, self.engine)
+
+    @cached_property
+    def archive(self) -> ArchiveState:
+        self.engine  # noqa: B018 - a missing Docker engine is reported before any network access
+        state = resolve_archive(self.profile.debian)
+        pinned = f"snapshot {state.snapshot}" if state.snapshot else f"Release of {state.mirror}"
+        self.reporter.info(f"archive: {state.suite} from {state.mirror}; "
+                           f"SOURCE_DATE_EPOCH={state.source_date_epoch} ({pinned})")
+        return state
+
+    @cached_property
+    def builder(self) -> BuilderImage:
+        with self.reporter.stage("builder") as progress:
+            factory = BuilderFactory(self.engine, self.runner, self.reporter)
+            image, built = factory.ensure(self.profile.builder, self._builder_archive())
+            progress.cached = not built
+            progress.note = image.tag
+        return image
+
+    def _builder_archive(self) -> ArchiveState:
+        debian = self.profile.debian
+        if debian.suite == self.profile.builder.suite:
+            return self.archive
+        return resolve_archive(debian.model_copy(update={"suite": self.profile.builder.suite}))
+
+    def stage(self, name: str) -> StageResult:
+        """The stage's result, running what it requires first; each stage runs at most once per build."""
+        if name not in self.results:
+            stage = STAGES[name]()
+            # A stage may need less for some profiles (nfsroot from an existing folder needs no rootfs).
+            requires: tuple[str, ...] = _for_profile(stage, "requires", self.profile)
+            inputs = {required: self.stage(required) for required in requires}
+            self.results[name] = self._run_stage(stage, inputs)
+        return self.results[name]
+
+    def _run_stage(self, stage: Stage, inputs: Inputs) -> StageResult:
+        ctx: StageContext = self
+        key = stage.key(ctx, inputs)
+        with self.reporter.stage(stage.name, f"key {key[:12]}") as progress:
+            entry = self.cache.lookup(stage.name, key)
+            if entry is None:
+                with self.cache.lock(stage.name, key) as waited:
+                    if waited:
+                        self.reporter.info(f"{stage.name}: waited for another build of the same key")
+                    entry = self.cache.lookup(stage.name, key)
+                    if entry is None:
+                        with self.cache.writer(stage.name, key, {}) as scratch:
+                            metadata = stage.build(ctx, inputs, scratch)
+                            outputs: tuple[str, ...] = _for_profile(stage, "outputs", self.profile)
+                            metadata["sha256"] = {name: sha256_file(scratch / name) for name in outputs}
+                            (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
+                        entry = self.cache.lookup(stage.name, key)
+                        assert entry is not None, "cache entry vanished right after it was written"
+                    else:
+                        progress.cached = True
+            else:
+                progress.cached = True
+            return StageResult(stage.name, key, entry, progress.cached,
+                               json.loads((entry / "stage.json").read_text()))
+
+    def produce(self, name: str) -> StageResult:
+        """Build a stage (and what it needs), then publish everything built so far to out/<profile>/."""
+        result = self.stage(name)
+        self.publish()
+        return result
+
+    def rootfs(self) -> StageResult:
+        return self.produce("rootfs")
+
+    def iso(self) -> StageResult:
+        return self.produce("iso")
+
+    def disk(self) -> StageResult:
+        return self.produce("disk")
+
+    # --- outputs --------------------------------------------------------------------------------
+    def publish(self) -> Path:
+        """Expose artifacts in out/<profile>/ with SHA256SUMS and manifest.json, each replaced atomically."""
+        out = self.workspace.output_dir(self.profile.name)
+        out.mkdir(parents=True, exist_ok=True)
+        sums: dict[str, str] = {}
+        for result in self.results.values():
+            for name, digest in result.metadata["sha256"].items():
+                _place(result.artifact(name), out / name)
+                sums[name] = digest
+        previous_path = out / "manifest.json"
+        try:
+            previous = json.loads(previous_path.read_text()) if previous_path.exists() else None
+        except ValueError:
+            previous = None
+        manifest = merge(previous, self.manifest(sums))
+        artifacts = {name: digest for name, digest in manifest["artifacts"].items() if (out / name).exists()}
+        _write_atomic(out / "SHA256SUMS", "".join(f"{artifacts[n]}  {n}\n" for n in sorted(artifacts)))
+        _write_atomic(previous_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return out
+
+    def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
+        stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},
+                         "artifacts": r.metadata["sha256"]} for name, r in self.results.items()}
+        return new_manifest(self.profile, self.archive.identity(), self.builder.identity(), stages, sums)
+
+
+def _for_profile(stage: Stage, attribute: str, profile: Profile) -> tuple[str, ...]:
+    """A stage's `requires` or `outputs`, or what its `<attribute>_for(profile)` says for this profile."""
+    chooser = getattr(stage, f"{attribute}_for", None)
+    value: tuple[str, ...] = chooser(profile) if chooser else getattr(stage, attribute)
+    return value
+
+
+def _place(source: Path, destination: Path) -> None:
+    temporary = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        import shutil
+
+        shutil.copyfile(source, temporary)
+    temporary.replace(destination)
+    # rename(2) does nothing when both names are links to one inode (an unchanged artifact published
+    # again), which would leave the temporary name behind.
+    temporary.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_text(text)
+    temporary.replace(path)

@@ -1,0 +1,1 @@
+"""Byte formats bootkiln writes and reads itself: cpio, ISO 9660, GPT, FAT, ELF."""

@@ -1,0 +1,412 @@
+"""Profiles: the one file a user edits, validated strictly before anything runs.
+
+A profile is a TOML image definition. Unknown keys are rejected, types are checked, and every
+error names the file and the dotted key. With no profile at all, the built-in defaults make a
+minimal Debian image, so every task works out of the box.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ByteSize, Field, ValidationError, field_validator
+
+from bootkiln.errors import InputError
+from bootkiln.installer.userdata import UserdataSettings
+from bootkiln.paths import project_root
+from bootkiln.profile.model import StrictModel
+from bootkiln.publish.aws.settings import AwsSettings
+
+DEFAULT_PROFILE = "default"
+SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
+
+PackageName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?$")]
+Word = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class DebianSettings(StrictModel):
+    """What Debian to bootstrap, and from which archive state."""
+
+    suite: Word = "bookworm"
+    architecture: Literal["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"] = "amd64"
+    mirror: str = "http://deb.debian.org/debian"
+    snapshot: str | None = Field(default=None, description="YYYYMMDDTHHMMSSZ on snapshot.debian.org")
+    variant: Literal["extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important",
+                     "standard"] = "minbase"
+    components: list[Word] = Field(default_factory=lambda: ["main"], min_length=1)
+    source_date_epoch: int | None = Field(default=None, ge=0, description="override the archive's time")
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror_is_url(cls, value: str) -> str:
+        if not re.match(r"^(https?|file)://[^\s]+$", value):
+            raise ValueError(f"mirror must be an http(s):// or file:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot_is_past_timestamp(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.strptime(value, SNAPSHOT_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(
+                f"snapshot must look like 20250520T000000Z (YYYYMMDDTHHMMSSZ, UTC), got {value!r}"
+            ) from None
+        if moment > datetime.now(UTC):
+            raise ValueError(f"snapshot {value} is in the future; pick a time the archive has already seen")
+        return value
+
+
+class FileAttrs(StrictModel):
+    """Mode and ownership for one overlay path (git keeps neither owners nor most mode bits)."""
+
+    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")]
+    uid: int = Field(default=0, ge=0)
+    gid: int = Field(default=0, ge=0)
+
+
+class RootfsSettings(StrictModel):
+    packages: list[PackageName] = Field(default_factory=list)
+    overlays: list[str] = Field(default_factory=lambda: ["rootfs-base"])
+    attrs: dict[str, FileAttrs] = Field(default_factory=dict)
+
+    @field_validator("attrs")
+    @classmethod
+    def _attrs_are_absolute(cls, value: dict[str, FileAttrs]) -> dict[str, FileAttrs]:
+        for path in value:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"attrs keys are absolute paths inside the image, got {path!r}")
+        return value
+
+
+DEFAULT_MODULES = [
+    # virtual disks and NICs of KVM/QEMU, Xen and Nitro (EC2)
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "nvme", "ena", "xen-blkfront", "xen-netfront",
+    # filesystems the images read or make
+    "ext4", "vfat", "iso9660", "squashfs", "overlay",
+]
+KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64", "i386": "686-pae", "armhf": "armmp",
+                   "ppc64el": "powerpc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+class KernelSettings(StrictModel):
+    """Where the kernel comes from (never installed: unpacked), and which modules the image carries."""
+
+    package: str | None = Field(default=None, description="default: linux-image-<flavour> of the suite")
+    deb: str | None = Field(default=None, description="a local .deb, relative to the profile")
+    apt_source: str | None = Field(default=None, description="a sources.list line to take the package from")
+    modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
+        default_factory=lambda: list(DEFAULT_MODULES))
+
+    @field_validator("apt_source")
+    @classmethod
+    def _apt_source_line(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^deb (\[[^\]]*\] )?(https?|file)://\S+ \S+( [\w-]+)+$", value):
+            raise ValueError(f"apt_source must be a line like 'deb http://deb.debian.org/debian "
+                             f"bookworm-backports main', got {value!r}")
+        return value
+
+
+Applet = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\[-]+$")]
+BASE_APPLETS = [
+    # what /init and the rescue stage use
+    "sh", "mount", "umount", "mkdir", "mknod", "ln", "cat", "echo", "sleep", "modprobe", "switch_root", "setsid",
+    "cttyhack", "udhcpc", "ip", "ifconfig", "route", "hostname", "init", "getty", "poweroff", "reboot", "dmesg",
+    # what a rescue or installer shell needs
+    "wget", "fdisk", "mkfs.ext2", "mkfs.vfat", "blkid", "tar", "gzip", "xz", "cpio", "sha256sum", "vi", "sed",
+    "awk", "grep", "find", "dd", "chroot", "ps", "kill", "less", "nc", "nslookup", "ping",
+]
+
+
+class BusyboxSettings(StrictModel):
+    config: str = Field(default="busybox.config", description="relative to the profile, then configs/")
+    applets: list[Applet] = Field(default_factory=lambda: list(BASE_APPLETS))
+
+
+class InitramfsSettings(StrictModel):
+    compression: Literal["gzip", "xz", "zstd"] = "xz"
+    overlays: list[str] = Field(default_factory=lambda: ["initramfs-base"])
+    attrs: dict[str, FileAttrs] = Field(default_factory=dict)
+    stage: Word = Field(default="rescue", description="what /init runs: lib/bootkiln/stages/<stage>")
+    max_size: ByteSize | None = None
+
+
+class IsoSettings(StrictModel):
+    # Joliet volume identifiers hold 16 characters (ISO 9660's hold 32).
+    label: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,16}$")] = "BOOTKILN"
+    cmdline: str = "console=tty0 console=ttyS0,115200"
+    max_size: ByteSize | None = None
+
+    @field_validator("cmdline")
+    @classmethod
+    def _cmdline_is_one_line(cls, value: str) -> str:
+        if "\n" in value or len(value) > 1024:
+            raise ValueError("cmdline is one line of at most 1024 characters")
+        return value
+
+
+class DiskSettings(StrictModel):
+    """The raw disk image `invoke build-disk` makes: GPT, BIOS boot, ESP and an ext4 root."""
+
+    size: ByteSize = Field(default=ByteSize(1 << 30), description="the image's size; it is kept sparse")
+    esp_size: ByteSize = Field(default=ByteSize(64 << 20), description="the EFI system partition's size")
+    seed: str | None = Field(default=None, description="what GUIDs, UUIDs and serials derive from; default: name")
+    cmdline: str = "console=tty0 console=ttyS0,115200"
+    stage: Word = Field(default="root", description="the initramfs stage the disk boots")
+    layout: Literal["root", "installer"] = Field(
+        default="root", description="root: the rootfs is the disk's root; installer: the disk boots the installer, "
+        "whose partition (kernel, initramfs, payload) becomes the installed system's /boot")
+
+    @field_validator("size", "esp_size")
+    @classmethod
+    def _whole_mebibytes(cls, value: ByteSize) -> ByteSize:
+        if value % (1 << 20) or value < (32 << 20):
+            raise ValueError(f"must be a whole number of MiB and at least 32 MiB, got {value} bytes")
+        return value
+
+
+BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi"]
+BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi")
+ISO_BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
+
+
+class BootSettings(StrictModel):
+    """How `invoke boot-test` boots the image."""
+
+    timeout: int = Field(default=240, ge=10, description="seconds to wait for the marker per boot")
+    memory: int = Field(default=512, ge=128, description="guest memory in MiB")
+    modes: list[BootMode] = Field(default_factory=lambda: list(ISO_BOOT_MODES))
+
+
+class BuilderSettings(StrictModel):
+    """Where the builder container's Debian base comes from."""
+
+    base: Literal["auto", "image", "mmdebstrap"] = "auto"
+    image: str = "docker.io/library/debian:bookworm-20250520-slim"
+    suite: Word = "bookworm"
+
+
+NfsLocation = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:/[^\s,]*$")]
+DEFAULT_EXCLUDES = [
+    # the client mounts these from the server, or gets them as tmpfs
+    "/usr/*", "/home/*", "/var/*", "/tmp/*", "/run/*", "/proc/*", "/sys/*", "/dev/*", "/boot/*", "/media/*",
+    "/mnt/*", "/lost+found",
+    # secrets and identities of the machine the tree came from
+    "/etc/ssh/ssh_host_*", "/etc/machine-id", "/root/.ssh", "/root/.bash_history", "/etc/krb5.keytab",
+]
+
+
+class NfsrootSettings(StrictModel):
+    """The diskless client: its root over NFS (or, live, from the ISO), configured in one place."""
+
+    nfsroot: NfsLocation | None = Field(default=None, description="NFSROOT: SERVER:/PATH of the client root")
+    device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        default="eth0", description="DEVICE: the interface the initramfs configures with DHCP")
+    version: Literal[3, 4] = 3
+    options: Annotated[str, Field(pattern=r"^[A-Za-z0-9_=.,:-]*$")] = Field(
+        default="noacl,proto=tcp,port=2049,mountport=20048,mountproto=tcp,nolock",
+        description="NFS mount options (explicit ports: the client needs no portmapper)")
+    usr: NfsLocation | None = Field(default=None, description="mounted read-only on /usr; default SERVER:/usr")
+    home: NfsLocation | None = Field(default=None, description="mounted read-only on /home; default SERVER:/home")
+    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES))
+    syslog: str | None = Field(default=None, description="remote syslog host; default: the NFS server")
+    source: str | None = Field(default=None, description="an existing root folder to copy instead of the rootfs")
+    overlays: list[str] = Field(default_factory=lambda: ["diskless"])
+    root: Literal["nfs", "iso"] = Field(default="nfs", description="nfs, or iso for the live variant (squashfs)")
+
+    @property
+    def server(self) -> str:
+        assert self.nfsroot is not None
+        return self.nfsroot.rsplit(":/", 1)[0]
+
+    def mount_for(self, folder: str) -> str:
+        configured = {"/usr": self.usr, "/home": self.home}[folder]
+        return configured or f"{self.server}:{folder}"
+
+
+class InstallerSettings(StrictModel):
+    """The installer profile: what it carries for an offline install, and what the target gets."""
+
+    payload: bool = Field(default=True, description="carry the rootfs for an offline install")
+    target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
+        default_factory=list, description="kernel modules the installed system gets (with their dependencies)")
+    boot_size: ByteSize = Field(default=ByteSize(256 << 20),
+                                description="the /boot partition the installer makes on a disk it did not boot from")
+    esp_size: ByteSize = Field(default=ByteSize(64 << 20),
+                               description="the ESP it makes there (FAT32: at least 64 MiB)")
+
+
+class ChecksSettings(StrictModel):
+    """Extra testinfra check files for `invoke test-image`, relative to the profile file."""
+
+    paths: list[str] = Field(default_factory=list)
+
+
+class Profile(StrictModel):
+    name: Word = DEFAULT_PROFILE
+    description: str = "minimal Debian, built-in defaults"
+    debian: DebianSettings = Field(default_factory=DebianSettings)
+    rootfs: RootfsSettings = Field(default_factory=RootfsSettings)
+    kernel: KernelSettings = Field(default_factory=KernelSettings)
+    busybox: BusyboxSettings = Field(default_factory=BusyboxSettings)
+    initramfs: InitramfsSettings = Field(default_factory=InitramfsSettings)
+    iso: IsoSettings = Field(default_factory=IsoSettings)
+    disk: DiskSettings = Field(default_factory=DiskSettings)
+    nfsroot: NfsrootSettings = Field(default_factory=NfsrootSettings)
+    boot: BootSettings = Field(default_factory=BootSettings)
+    builder: BuilderSettings = Field(default_factory=BuilderSettings)
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
+    installer: InstallerSettings = Field(default_factory=InstallerSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    userdata: UserdataSettings = Field(default_factory=UserdataSettings)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in a profile are resolved against the profile's own folder."""
+        return self.source.parent if self.source else project_root() / "profiles"
+
+    def resolved(self) -> dict[str, Any]:
+        """The profile as built: every default filled in, in a stable JSON-able form."""
+        return self.model_dump(mode="json", exclude={"source"})
+
+
+def is_installer(profile: Profile) -> bool:
+    return profile.initramfs.stage == "installer"
+
+
+def carries_payload(profile: Profile) -> bool:
+    """Installer images carry the rootfs for an offline install unless the profile says otherwise."""
+    return is_installer(profile) and profile.installer.payload
+
+
+def profiles_dir() -> Path:
+    return project_root() / "profiles"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+
+
+def find_profile(ref: str | None) -> Path | None:
+    """Map `--profile NAME|PATH` to a file; None means the built-in default."""
+    if ref is None or (ref == DEFAULT_PROFILE and not (profiles_dir() / "default.toml").exists()):
+        return None
+    candidate = Path(ref).expanduser()
+    if candidate.suffix == ".toml" or "/" in ref:
+        if not candidate.is_file():
+            raise InputError(f"profile file {candidate} does not exist",
+                             hint="pass an existing .toml file, or a profile name from profiles/")
+        return candidate.resolve()
+    named = profiles_dir() / f"{ref}.toml"
+    if not named.is_file():
+        names = ", ".join(available_profiles()) or "(none)"
+        raise InputError(f"no profile named {ref!r}",
+                         hint=f"available profiles: {names}, or pass a path to a .toml file")
+    return named
+
+
+def load_profile(ref: str | None = None) -> Profile:
+    path = find_profile(ref)
+    if path is None:
+        return Profile()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read profile: {exc}") from None
+    data.setdefault("name", path.stem)
+    try:
+        profile = Profile.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        raise InputError(f"{path}: invalid profile\n" + describe_validation_errors(exc),
+                         hint="profiles/README.md lists every key; `invoke check-profile` shows the defaults") from None
+    check_references(profile)
+    return profile
+
+
+def describe_validation_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(allowed_keys(loc[:-1]))
+            lines.append(f"  key '{key}': unknown key (allowed here: {allowed})")
+        else:
+            given = error.get("input")
+            # Our own validators already quote the value in their message.
+            quoted = error["type"] == "value_error" or isinstance(given, dict)
+            lines.append(f"  key '{key}': {error['msg']}{'' if quoted else f' (got {given!r})'}")
+    return "\n".join(lines)
+
+
+def allowed_keys(parent: list[str]) -> list[str]:
+    """The field names valid at a dotted location of the profile, for error messages."""
+    model: type[BaseModel] = Profile
+    parts = iter(parent)
+    for part in parts:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if get_origin(annotation) is dict:
+            # attrs-like tables: the next location part is a user's key, then the value model's fields.
+            annotation = get_args(annotation)[1]
+            next(parts, None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return sorted(name for name in model.model_fields if name != "source")
+
+
+def check_references(profile: Profile) -> None:
+    """Files a profile names must exist before any container starts."""
+    for name in profile.rootfs.overlays:
+        overlay_dir(profile, name, "rootfs.overlays")
+    for name in profile.initramfs.overlays:
+        overlay_dir(profile, name, "initramfs.overlays")
+    busybox_config(profile)
+    kernel_deb(profile)
+    for rel in profile.checks.paths:
+        if not (profile.base_dir / rel).exists():
+            raise InputError(f"{profile.source}: key 'checks.paths': {rel!r} does not exist "
+                             f"(relative to {profile.base_dir})")
+
+
+def overlay_dir(profile: Profile, name: str, key: str = "rootfs.overlays") -> Path:
+    """An overlay is a folder under overlays/, or a path relative to the profile file."""
+    local = profile.base_dir / name
+    for candidate in (local, project_root() / "overlays" / name):
+        if candidate.is_dir():
+            return candidate.resolve()
+    where = profile.source or "built-in default profile"
+    raise InputError(f"{where}: key '{key}': overlay {name!r} not found",
+                     hint=f"create overlays/{name}/ or fix the name")
+
+
+def _profile_file(profile: Profile, relative: str, fallback_dir: str, key: str) -> Path:
+    for candidate in (profile.base_dir / relative, project_root() / fallback_dir / relative):
+        if candidate.is_file():
+            return candidate.resolve()
+    where = profile.source or "built-in default profile"
+    raise InputError(f"{where}: key {key!r}: file {relative!r} not found",
+                     hint=f"give a path relative to the profile, or a file in {fallback_dir}/")
+
+
+def busybox_config(profile: Profile) -> Path:
+    return _profile_file(profile, profile.busybox.config, "configs", "busybox.config")
+
+
+def kernel_deb(profile: Profile) -> Path | None:
+    deb = profile.kernel.deb
+    return _profile_file(profile, deb, "debs", "kernel.deb") if deb else None
+
+
+def kernel_package(profile: Profile) -> str:
+    return profile.kernel.package or f"linux-image-{KERNEL_FLAVOURS[profile.debian.architecture]}"

@@ -1,0 +1,1 @@
+"""Publishing built images: a small target interface, and AWS behind it."""

@@ -1,0 +1,1 @@
+"""Verification: reproducibility checks, structural artifact diffs, QEMU boot tests and testinfra image tests."""

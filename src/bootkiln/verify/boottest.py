@@ -1,0 +1,74 @@
+"""`invoke boot-test`: boot the built ISO in QEMU as BIOS CD, BIOS USB, UEFI CD and UEFI USB.
+
+A boot passes when the initramfs prints the marker on the serial console; a failure shows the
+last serial lines.
+"""
+
+from __future__ import annotations
+
+from bootkiln.core.pipeline import Build
+from bootkiln.errors import BootkilnError, Fault, InputError
+from bootkiln.profile.schema import BOOT_MODES, ISO_BOOT_MODES, BootMode
+from bootkiln.verify.qemu import BootResult, boot, choose_accel, find_ovmf, is_uefi, qemu_binary
+
+MARKER = "BOOTKILN-BOOT-OK"
+
+
+class BootFailed(BootkilnError):
+    fault = Fault.ENVIRONMENT
+
+    def __init__(self, failures: list[BootResult], timeout: int) -> None:
+        names = ", ".join(f"{r.mode} ({'no marker in' if r.tail else 'no output in'} {r.seconds:.0f}s)"
+                          for r in failures)
+        super().__init__(f"boot test failed: {names}",
+                         hint=f"the serial console's last lines are above; boot.timeout is {timeout}s "
+                         "(TCG is slow), BOOTKILN_ACCEL=kvm|tcg forces an accelerator")
+        self.failures = failures
+
+    def details(self) -> list[str]:
+        lines = []
+        for result in self.failures:
+            lines.append(f"{result.mode}: last serial lines:")
+            lines.extend(f"  {line}" for line in result.tail[-15:])
+        return lines
+
+
+def selected_modes(build: Build, requested: list[str]) -> list[BootMode]:
+    modes = requested or list(build.profile.boot.modes)
+    unknown = [mode for mode in modes if mode not in BOOT_MODES]
+    if unknown:
+        raise InputError(f"unknown boot mode(s): {', '.join(unknown)}", hint=f"choose from {', '.join(BOOT_MODES)}")
+    return [mode for mode in BOOT_MODES if mode in modes]
+
+
+def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
+    """Build what the selected modes boot (the ISO, the disk image), then boot each to its marker."""
+    modes = selected_modes(build, requested)
+    qemu_binary()
+    if any(is_uefi(mode) for mode in modes):
+        find_ovmf()
+    images = {}
+    if any(mode in ISO_BOOT_MODES for mode in modes):
+        images["iso"] = build.iso().artifact("boot.iso")
+    if any(mode not in ISO_BOOT_MODES for mode in modes):
+        images["disk"] = build.disk().artifact("disk.img")
+    accel = choose_accel(build.runner, build.stage("kernel").artifact("vmlinuz"))
+    build.reporter.info(f"booting {', '.join(path.name for path in images.values())} with {accel.upper()}"
+                        + (" (KVM did not answer the probe)" if accel == "tcg" else ""))
+    results = []
+    for mode in modes:
+        image = images["iso" if mode in ISO_BOOT_MODES else "disk"]
+        with build.reporter.stage(f"boot {mode}") as progress:
+            # Printed by the initramfs stage, or by the booted system (a diskless client's report).
+            result = boot(build.runner, build.reporter, mode, image, marker=MARKER,
+                          accel=accel, memory=build.profile.boot.memory, timeout=build.profile.boot.timeout)
+            progress.verb = "passed" if result.passed else "FAILED"
+            progress.note = f"marker after {result.seconds:.1f}s ({accel})" if result.passed else "no marker"
+        results.append(result)
+    for result in results:
+        status = "passed" if result.passed else "FAILED"
+        build.reporter.info(f"{result.mode:9} {status} in {result.seconds:6.1f}s ({result.accel})")
+    failures = [result for result in results if not result.passed]
+    if failures:
+        raise BootFailed(failures, build.profile.boot.timeout)
+    return results

@@ -1,0 +1,141 @@
+"""Booting images in QEMU: the four ways a hybrid ISO is started, and waiting for the boot marker.
+
+No Docker here: QEMU runs on the host. KVM is used when it works; where /dev/kvm exists but hangs
+(nested or broken virtualisation), a short probe notices and TCG is used instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bootkiln.console import Reporter
+from bootkiln.core.runner import Runner, WatchResult
+from bootkiln.errors import EnvironmentProblem
+from bootkiln.profile.schema import BootMode
+
+Accel = Literal["kvm", "tcg"]
+QEMU = "qemu-system-x86_64"
+OVMF_CANDIDATES = [
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    ("/usr/share/qemu/OVMF_CODE.fd", "/usr/share/qemu/OVMF_VARS.fd"),
+]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x00-\x08\x0b-\x1f]")
+PROBE_MARKER = "Linux version"
+
+
+@dataclass(frozen=True)
+class Firmware:
+    code: Path
+    vars_template: Path
+
+
+def qemu_binary() -> str:
+    found = shutil.which(QEMU)
+    if not found:
+        raise EnvironmentProblem(f"{QEMU} is not installed", hint="apt-get install qemu-system-x86")
+    return found
+
+
+def find_ovmf() -> Firmware:
+    for code, variables in OVMF_CANDIDATES:
+        if Path(code).is_file() and Path(variables).is_file():
+            return Firmware(Path(code), Path(variables))
+    raise EnvironmentProblem("no OVMF (UEFI firmware for QEMU) found in /usr/share/OVMF",
+                             hint="apt-get install ovmf")
+
+
+def is_uefi(mode: BootMode) -> bool:
+    return mode.startswith("uefi") or mode == "disk-uefi"
+
+
+def media_args(mode: BootMode, image: Path) -> list[str]:
+    """How the image is attached: a CD-ROM drive, a USB stick holding the hybrid ISO, or a virtio disk."""
+    if mode.startswith("disk-"):
+        # snapshot=on: the guest may write (its root fs journal), the image file never changes.
+        return ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
+    if mode.endswith("-cd"):
+        return ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=d"]
+    return ["-device", "qemu-xhci,id=xhci",
+            "-drive", f"file={image},format=raw,if=none,id=stick,readonly=on",
+            "-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=1"]
+
+
+def firmware_args(mode: BootMode, firmware: Firmware | None, vars_copy: Path | None) -> list[str]:
+    if not is_uefi(mode):
+        return []
+    assert firmware is not None and vars_copy is not None
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+
+
+def qemu_argv(mode: BootMode, image: Path, *, accel: Accel, memory: int, firmware: Firmware | None = None,
+              vars_copy: Path | None = None) -> list[str]:
+    return [
+        qemu_binary(), "-machine", "q35", "-accel", accel, "-m", str(memory), "-smp", "1",
+        "-display", "none", "-vga", "std", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+        "-nic", "user,model=virtio-net-pci",
+        *firmware_args(mode, firmware, vars_copy),
+        *media_args(mode, image),
+    ]
+
+
+@contextmanager
+def uefi_vars(mode: BootMode) -> Iterator[tuple[Firmware | None, Path | None]]:
+    """A private copy of the writable UEFI variable store for one boot."""
+    if not is_uefi(mode):
+        yield None, None
+        return
+    firmware = find_ovmf()
+    with tempfile.TemporaryDirectory(prefix="bootkiln-ovmf-") as scratch:
+        copy = Path(scratch) / "vars.fd"
+        shutil.copyfile(firmware.vars_template, copy)
+        yield firmware, copy
+
+
+def kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def choose_accel(runner: Runner, kernel: Path, *, probe_seconds: float = 8.0) -> Accel:
+    """KVM if a kernel starts printing under it within the probe time, else TCG.
+
+    BOOTKILN_ACCEL=kvm|tcg skips the probe.
+    """
+    forced = os.environ.get("BOOTKILN_ACCEL")
+    if forced in ("kvm", "tcg"):
+        return forced  # type: ignore[return-value]
+    if not kvm_usable():
+        return "tcg"
+    argv = [qemu_binary(), "-accel", "kvm", "-m", "256", "-display", "none", "-serial", "stdio",
+            "-monitor", "none", "-no-reboot", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"]
+    probe = runner.watch(argv, stage="kvm-probe", until=lambda line: PROBE_MARKER in line,
+                         timeout=probe_seconds, quiet=True)
+    return "kvm" if probe.matched else "tcg"
+
+
+@dataclass(frozen=True)
+class BootResult:
+    mode: BootMode
+    seconds: float
+    passed: bool
+    tail: list[str]
+    accel: Accel
+
+
+def boot(runner: Runner, reporter: Reporter, mode: BootMode, image: Path, *, marker: str, accel: Accel,
+         memory: int, timeout: float) -> BootResult:
+    with uefi_vars(mode) as (firmware, vars_copy):
+        argv = qemu_argv(mode, image, accel=accel, memory=memory, firmware=firmware, vars_copy=vars_copy)
+        result: WatchResult = runner.watch(argv, stage=mode, until=lambda line: marker in line, timeout=timeout,
+                                           clean=lambda line: ANSI.sub("", line))
+    return BootResult(mode, result.seconds, result.matched, result.tail, accel)
+

@@ -1,0 +1,174 @@
+"""Reproducibility, checked: build twice under different conditions and compare, or rebuild a manifest.
+
+`verify` runs two complete builds from empty caches, one after the other, each in its own copy of
+the checkout and with a different time zone, locale, umask and (where permitted) hostname, then
+compares every artifact; a difference is shown structurally (bootkiln.verify.artifactdiff). `rebuild`
+builds again from a manifest alone and checks each artifact against the recorded sha256.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bootkiln.console import Reporter
+from bootkiln.core.manifest import input_digests, load_manifest
+from bootkiln.core.runner import Host, Runner
+from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.paths import Workspace, project_root
+from bootkiln.profile.schema import Profile
+
+# What "every artifact of a profile" means: the stages whose outputs users take away.
+ALL_TARGETS = ("rootfs", "iso", "disk")
+COPY_IGNORE = shutil.ignore_patterns(".venv", ".cache", "out", ".git", "__pycache__", ".mypy_cache", ".ruff_cache",
+                                     ".pytest_cache", "*.egg-info")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How one of the two builds differs from the other."""
+
+    label: str
+    tz: str
+    locale: str
+    umask: str
+    hostname: str
+    folder: str
+
+
+CONDITIONS = (
+    Condition("first", "UTC", "C.UTF-8", "022", "kiln-a", "a/bootkiln"),
+    Condition("second", "Pacific/Chatham", "C", "077", "kiln-b", "b/a longer path/with spaces/bootkiln"),
+)
+
+
+@dataclass(frozen=True)
+class ArtifactCheck:
+    name: str
+    expected: str
+    actual: str | None
+    details: str = ""
+
+    @property
+    def matches(self) -> bool:
+        return self.expected == self.actual
+
+
+def _build_argv(condition: Condition, profile_ref: str | None, targets: tuple[str, ...]) -> list[str]:
+    task = [sys.executable, "-m", "invoke", "build", *(["--profile", profile_ref] if profile_ref else [])]
+    for target in targets:
+        task += ["--stage", target]
+    script = 'umask "$0"; exec "$@"'
+    argv = ["sh", "-c", script, condition.umask, *task]
+    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("hostname"):
+        # A private UTS namespace gives the build its own hostname without touching the machine's.
+        argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', condition.hostname, *argv]
+    return argv
+
+
+def _profile_argument(profile_ref: str | None) -> str | None:
+    """A profile path must still resolve from inside a copy of the checkout."""
+    if profile_ref and (profile_ref.endswith(".toml") or "/" in profile_ref):
+        return str(Path(profile_ref).expanduser().resolve())
+    return profile_ref
+
+
+def verify(profile: Profile, profile_ref: str | None, reporter: Reporter,
+           targets: tuple[str, ...] = ALL_TARGETS, scratch: Path | None = None) -> list[ArtifactCheck]:
+    root = project_root()
+    runner = Runner(reporter)
+    keep = scratch is not None
+    base = scratch or Path(tempfile.mkdtemp(prefix="bootkiln-verify-"))
+    outputs: list[Path] = []
+    try:
+        for condition in CONDITIONS:
+            checkout = base / condition.folder
+            shutil.copytree(root, checkout, ignore=COPY_IGNORE, dirs_exist_ok=True)
+            out = base / f"out-{condition.label}"
+            env = {**os.environ, "BOOTKILN_HOME": str(checkout), "PYTHONPATH": str(checkout / "src"),
+                   "BOOTKILN_CACHE": str(base / f"cache-{condition.label}"), "BOOTKILN_OUT": str(out),
+                   "TZ": condition.tz, "LC_ALL": condition.locale, "LANG": condition.locale}
+            with reporter.stage(f"build {condition.label}",
+                                f"TZ={condition.tz} LC_ALL={condition.locale} umask {condition.umask} "
+                                f"hostname {condition.hostname} in {checkout}"):
+                runner.run(_build_argv(condition, _profile_argument(profile_ref), targets), stage=condition.label,
+                           where=Host(cwd=checkout, env=env),
+                           hint="the build itself failed; run it alone with `invoke build` to see why")
+            outputs.append(out / profile.name)
+        return compare_outputs(outputs[0], outputs[1])
+    finally:
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _recorded(out: Path) -> dict[str, str]:
+    sums = {}
+    for line in (out / "SHA256SUMS").read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        sums[name] = digest
+    return sums
+
+
+def compare_outputs(first: Path, second: Path) -> list[ArtifactCheck]:
+    """Compare two builds' published artifacts, explaining each difference structurally."""
+    from bootkiln.verify.artifactdiff import compare_artifacts, describe
+
+    expected, actual = _recorded(first), _recorded(second)
+    checks = []
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual or name not in expected:
+            checks.append(ArtifactCheck(name, expected.get(name, "(missing)"), actual.get(name),
+                                        f"  only in the {'first' if name in expected else 'second'} build"))
+            continue
+        details = ""
+        if expected[name] != actual[name]:
+            details = describe(compare_artifacts(name, first / name, second / name))
+        checks.append(ArtifactCheck(name, expected[name], actual[name], details))
+    return checks
+
+
+def report(checks: list[ArtifactCheck], reporter: Reporter) -> None:
+    for check in checks:
+        if check.matches:
+            reporter.info(f"✔ {check.name:24} {check.expected}")
+        else:
+            reporter.info(f"✘ {check.name:24} {check.expected[:16]}… vs {(check.actual or '(missing)')[:16]}…")
+            if check.details:
+                reporter.info(check.details)
+
+
+def profile_from_manifest(data: dict[str, Any]) -> Profile:
+    recorded = data.get("profile_file")
+    source = Path(recorded) if recorded and Path(recorded).is_file() else None
+    return Profile.model_validate({**data["profile"], "source": source})
+
+
+def rebuild(manifest_path: Path, reporter: Reporter) -> list[ArtifactCheck]:
+    """Build what a manifest describes, in a fresh cache, and check each artifact against it."""
+    from bootkiln.core.pipeline import Build
+
+    data = load_manifest(manifest_path)
+    profile = profile_from_manifest(data)
+    changed = sorted(label for label, digest in input_digests(profile).items()
+                     if data["inputs"].get(label) != digest)
+    if changed:
+        raise InputError(f"{manifest_path}: this checkout's inputs differ from the manifest's: {', '.join(changed)}",
+                         hint=f"check out commit {data['bootkiln']['commit']} to rebuild exactly")
+    with tempfile.TemporaryDirectory(prefix="bootkiln-rebuild-") as scratch:
+        build = Build(profile, workspace=Workspace(cache=Path(scratch) / "cache", out=Path(scratch) / "out"),
+                      reporter=reporter)
+        recorded_archive = data["archive"]
+        if build.archive.identity() != recorded_archive:
+            raise EnvironmentProblem(
+                f"the archive has moved on since {manifest_path} was written "
+                f"(Release sha256 {recorded_archive.get('release_sha256')} then, {build.archive.release_sha256} now)",
+                hint="a manifest rebuilds exactly only from the same archive state: pin debian.snapshot in the profile",
+            )
+        results = {name: build.stage(name) for name in data["stages"]}
+        built = {name: digest for result in results.values() for name, digest in result.metadata["sha256"].items()}
+        return [ArtifactCheck(name, digest, built.get(name)) for name, digest in sorted(data["artifacts"].items())]
