@@ -8,6 +8,7 @@ from invoke.tasks import task
 
 from bootkiln.commands import build as cli
 from bootkiln.commands import dev as devtasks
+from bootkiln.commands import installer
 from bootkiln.commands import publish as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
@@ -110,7 +111,7 @@ def upload_iso(c: Context, profile: str | None = None, iso: str | None = None, m
             "output": "file to write (default: out/<profile>/userdata/<hostname>.gz)"})
 def userdata(c: Context, profile: str | None = None, hostname: str | None = None, output: str | None = None) -> None:
     """Write the installer's user-data for a host and print its size against EC2's 16 KB limit."""
-    _exit(aws.userdata(profile, hostname, output))
+    _exit(installer.userdata(profile, hostname, output))
 
 
 @task(help={**PROFILE_HELP, "hostname": "the host's FQDN (default: userdata.hostname)",
@@ -145,4 +146,4 @@ def nfsroot(c: Context, profile: str | None = None, source: str | None = None) -
             "tokens": "optional (EC2's default), required (IMDSv2 only) or v1-only (no token API)"})
 def fake_imds(c: Context, userdata: str, port: int = 8169, tokens: str = "optional") -> None:
     """Serve a user-data file as EC2's metadata service (IMDSv2/v1) on loopback, for a QEMU guest at 169.254.169.254."""
-    _exit(cli.fake_imds(userdata, port, tokens))
+    _exit(installer.fake_imds(userdata, port, tokens))

@@ -24,7 +24,7 @@ from bootkiln.console import Reporter
 from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Runner
 from bootkiln.installer.fakeimds import FakeImds
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.verify.qemu import choose_accel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Builder, Host, Runner
 from bootkiln.errors import EnvironmentProblem
 from bootkiln.paths import Workspace
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.stages.base import StageResult
 from tests.conftest import component_missing
 

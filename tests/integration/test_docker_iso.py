@@ -17,7 +17,8 @@ from bootkiln.console import Reporter
 from bootkiln.core.engine import Engine
 from bootkiln.core.pipeline import Build
 from bootkiln.formats.iso import list_iso
-from bootkiln.profile.schema import BASE_APPLETS, load_profile
+from bootkiln.profile.loader import load_profile
+from bootkiln.profile.schema import BASE_APPLETS
 from bootkiln.stages.base import StageResult
 from tests.fixtures import SessionBuild, invoke
 from tests.unit.test_cpio import parse_newc

@@ -18,7 +18,7 @@ from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine
 from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Builder, Host, Runner
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.stages.base import StageResult
 from tests.fixtures import ROOT, SessionBuild, invoke
 

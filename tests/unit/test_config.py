@@ -11,7 +11,8 @@ import pytest
 
 from bootkiln.core.overlay import plan_overlays
 from bootkiln.errors import Fault, InputError
-from bootkiln.profile.schema import DEFAULT_PROFILE, Profile, available_profiles, load_profile, overlay_dir
+from bootkiln.profile.loader import available_profiles, load_profile, overlay_dir
+from bootkiln.profile.schema import DEFAULT_PROFILE, Profile
 
 ROOT = Path(__file__).resolve().parents[2]
 WriteProfile = Callable[[str], Path]

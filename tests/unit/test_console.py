@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from bootkiln.commands.build import guarded
+from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.errors import BootkilnError, CommandFailed, EnvironmentProblem, Fault, InputError, InternalError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.commands import build as cli
+from bootkiln.commands import installer as cli
 from bootkiln.errors import EnvironmentProblem, InputError
 from bootkiln.installer.fakeimds import (
     MAX_TTL,

@@ -8,7 +8,8 @@ import pytest
 
 from bootkiln.core.pipeline import STAGES, Build, _for_profile, preflight
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import carries_payload, is_installer, load_profile
+from bootkiln.profile.loader import load_profile
+from bootkiln.profile.schema import carries_payload, is_installer
 from bootkiln.stages.initramfs import installer_settings
 
 INSTALLER = Path(__file__).resolve().parents[2] / "profiles" / "installer.toml"

@@ -8,7 +8,7 @@ import pytest
 
 from bootkiln.core.pipeline import preflight
 from bootkiln.errors import EnvironmentProblem, InputError
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.stages.busybox import applet_symbols, missing_applets
 from bootkiln.verify import qemu
 

@@ -12,7 +12,7 @@ import pytest
 from bootkiln import __version__
 from bootkiln.core.manifest import load_manifest, merge, new_manifest
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.verify.reproduce import CONDITIONS, compare_outputs, profile_from_manifest
 
 ARCHIVE = {"mirror": "http://deb.debian.org/debian", "suite": "bookworm", "snapshot": None,

@@ -10,7 +10,7 @@ import pytest
 
 from bootkiln.core.pipeline import preflight
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.stages.initramfs import nfsroot_settings
 from bootkiln.stages.nfsroot import excluded, ganesha_exports, kernel_exports, render_overlay
 

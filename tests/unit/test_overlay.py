@@ -12,7 +12,8 @@ import pytest
 
 from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_overlays
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import Profile, load_profile
+from bootkiln.profile.loader import load_profile
+from bootkiln.profile.schema import Profile
 
 MTIME = 1_700_000_000
 

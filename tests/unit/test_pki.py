@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bootkiln.commands import publish as cli_actions
+from bootkiln.commands import installer as installer_commands
 from bootkiln.errors import InputError
 from bootkiln.installer import pki
 from bootkiln.installer.userdata import CertFiles, Certificates
@@ -143,7 +143,7 @@ def test_a_crl_that_grew_past_the_budget_is_refused_with_the_figures(
     profile = write_profile('[userdata]\nhostname = "web1.example.com"\n'
                             'certs = { ca = "ca.pem", crl = "crl.pem", cert = "cert.pem", key = "key.pem" }\n'
                             '[userdata.puppet]\nserver = "puppet.example.com"\n')
-    assert cli_actions.userdata(str(profile)) == 2
+    assert installer_commands.userdata(str(profile)) == 2
     output = capsys.readouterr().out
     assert "error (bad input): user-data is" in output and "over EC2's 16,384-byte limit by" in output
     assert "hint: the largest part is crl" in output

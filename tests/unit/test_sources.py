@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bootkiln.core.archive import ArchiveState, resolve_archive, snapshot_mirror, sources_list
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 
 
 def state(snapshot: str | None, mirror: str = "http://deb.debian.org/debian") -> ArchiveState:

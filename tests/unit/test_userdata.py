@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from bootkiln.commands import publish as cli_actions
+from bootkiln.commands import installer as installer_commands
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import (
     EC2_USERDATA_LIMIT,
@@ -32,7 +32,7 @@ from bootkiln.installer.userdata import (
     host_names,
     render,
 )
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 
 WriteProfile = Callable[[str], Path]
 
@@ -203,7 +203,7 @@ def test_invoke_userdata_writes_a_private_file_and_prints_only_sizes(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("BOOTKILN_OUT", str(tmp_path / "out"))
     path = write_profile('[userdata]\nkey_type = "ec-p256"\n[userdata.puppet]\nserver = "puppet.example.com"\n')
-    assert cli_actions.userdata(str(path), "db1.example.com") == 0
+    assert installer_commands.userdata(str(path), "db1.example.com") == 0
     output = capsys.readouterr().out
     written = tmp_path / "out" / "profile" / "userdata" / "db1.example.com.gz"
     assert written.stat().st_mode & 0o777 == 0o600
@@ -214,5 +214,5 @@ def test_invoke_userdata_writes_a_private_file_and_prints_only_sizes(
     key_file = tmp_path / "out" / "profile" / "pki" / "hosts" / "db1.example.com.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 
-    assert cli_actions.userdata(str(path)) == 2
+    assert installer_commands.userdata(str(path)) == 2
     assert "no hostname for the user-data" in capsys.readouterr().out

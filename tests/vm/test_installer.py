@@ -28,7 +28,7 @@ from bootkiln.core.runner import Runner
 from bootkiln.installer.fakeimds import GUEST_GATEWAY, FakeImds, TokenMode
 from bootkiln.installer.userdata import UserData, decode
 from bootkiln.paths import Workspace
-from bootkiln.profile.schema import load_profile
+from bootkiln.profile.loader import load_profile
 from bootkiln.verify.qemu import Accel, uefi_vars
 from tests.fixtures import ROOT, InstallerBuild, invoke
 from tests.support import diskread

@@ -6,30 +6,17 @@ Each function returns a process exit code. Errors are reported once, with their 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
+from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.core.cache import StageCache
 from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.paths import Workspace
-from bootkiln.profile.schema import available_profiles, load_profile
+from bootkiln.profile.loader import available_profiles, load_profile
 
 
 class ReproducibilityError(BootkilnError):
     fault = Fault.INTERNAL
-
-
-def guarded(action: Callable[[Reporter], None]) -> int:
-    reporter = Reporter()
-    try:
-        action(reporter)
-    except BootkilnError as exc:
-        reporter.error(exc)
-        return exc.fault.exit_code
-    except KeyboardInterrupt:
-        reporter.info("interrupted; no partial result was kept")
-        return 130
-    return 0
 
 
 def rootfs(profile_ref: str | None) -> int:
@@ -220,43 +207,5 @@ def clean(engine_too: bool) -> int:
 
             removed = connect(reporter.warn).remove_everything()
             reporter.info(f"removed {removed} bootkiln containers and volumes")
-
-    return guarded(action)
-
-
-def fake_imds(userdata: str, port: int, tokens: str) -> int:
-    def action(reporter: Reporter) -> None:
-        import shlex
-        from pathlib import Path
-
-        from bootkiln.installer.fakeimds import (
-            GUEST_ADDRESS,
-            GUEST_DNS,
-            GUEST_GATEWAY,
-            FakeImds,
-            qemu_netdev,
-            token_mode,
-        )
-
-        path = Path(userdata).resolve()
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise InputError(f"user-data file {path} {what}",
-                             hint="write one with `invoke userdata`, or pass --userdata PATH to an existing file")
-        if not 0 <= port <= 65535:
-            raise InputError(f"port {port} is out of range", hint="use 1..65535, or 0 for any free port")
-        imds = FakeImds(path, tokens=token_mode(tokens), port=port, on_request=reporter.info)
-        try:
-            reporter.info(f"fake IMDS on {imds.url} (tokens {imds.tokens}), serving {path}\n"
-                          f"QEMU option: -netdev {shlex.quote(qemu_netdev(imds.port))} "
-                          "-device virtio-net-pci,netdev=net0\n"
-                          f"the guest gets {GUEST_ADDRESS}/16, gateway {GUEST_GATEWAY}, DNS {GUEST_DNS}, and "
-                          "reads http://169.254.169.254/latest/user-data; Ctrl-C stops")
-            imds.serve_forever()
-        except KeyboardInterrupt:
-            # Ctrl-C is how this task ends: not an interruption of some work, so exit 0.
-            reporter.info(f"fake IMDS stopped after {len(imds.requests)} requests")
-        finally:
-            imds.close()
 
     return guarded(action)

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from bootkiln.commands.build import guarded
+from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.core.runner import Host, Runner
 from bootkiln.paths import project_root

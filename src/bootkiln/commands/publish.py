@@ -6,16 +6,16 @@ credentials) is checked before the first request is sent.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from bootkiln.commands.build import guarded
+from bootkiln.commands.guard import guarded
+from bootkiln.commands.installer import make_userdata, userdata_path, write_private
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
-from bootkiln.installer.userdata import EncodedUserData, UserData
 from bootkiln.paths import Workspace
-from bootkiln.profile.schema import Profile, load_profile
+from bootkiln.profile.loader import load_profile
+from bootkiln.profile.schema import Profile
 
 
 def _where(profile: Profile) -> str:
@@ -109,55 +109,6 @@ def upload_iso(profile_ref: str | None, iso: str | None = None, manifest: str | 
     return guarded(action)
 
 
-def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) -> tuple[UserData, EncodedUserData]:
-    """The user-data document for one host, with its certificates, inside EC2's size limit."""
-    from bootkiln.installer import pki
-    from bootkiln.installer.userdata import check_budget, encode, host_names, render
-
-    settings = profile.userdata
-    names = host_names(settings, hostname, where=_where(profile))
-    if settings.certs == "generate":
-        root = _out(profile) / "pki"
-        certs = pki.generate(root, certname=names.certname, hostname=names.hostname, server=names.server,
-                             key_type=settings.key_type)
-        reporter.info(f"certificates for {names.certname} from the CA in {root} (made there if missing)")
-    else:
-        certs = pki.load(settings.certs, profile.base_dir, certname=names.certname, where=_where(profile))
-    document = render(settings, names=names, certs=certs)
-    encoded = encode(document)
-    check_budget(encoded)
-    return document, encoded
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """0600 from the first byte: the document holds the host's private key."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-        handle.write(data)
-    temporary.replace(path)
-
-
-def _userdata_path(profile: Profile, hostname: str) -> Path:
-    return _out(profile) / "userdata" / f"{hostname}.gz"
-
-
-def userdata(profile_ref: str | None, hostname: str | None = None, output: str | None = None) -> int:
-    """Write the installer's user-data for a host and print its size budget (never its contents)."""
-
-    def action(reporter: Reporter) -> None:
-        profile = load_profile(profile_ref)
-        document, encoded = make_userdata(profile, hostname, reporter)
-        path = Path(output) if output else _userdata_path(profile, document.hostname)
-        _write_private(path, encoded.blob)
-        reporter.info("\n".join(encoded.report()))
-        reporter.info(f"user-data for {document.hostname}: {path} ({encoded.size:,} bytes, mode 0600; it holds "
-                      "the host's private key)")
-
-    return guarded(action)
-
-
 def launch(profile_ref: str | None, hostname: str | None = None, ami: str | None = None,
            userdata_file: str | None = None, *, session: Any = None, wait_delay: float = 15.0) -> int:
     """Run an instance of the profile's newest AMI (or --ami) with the host's user-data; add its DNS record."""
@@ -185,7 +136,7 @@ def launch(profile_ref: str | None, hostname: str | None = None, ami: str | None
         else:
             document, encoded = make_userdata(profile, name, reporter)
             blob = encoded.blob
-            _write_private(_userdata_path(profile, document.hostname), blob)
+            write_private(userdata_path(profile, document.hostname), blob)
         spec = ImageSpec.from_settings(profile.aws, profile=profile.name, where=_where(profile),
                                        debian_architecture=profile.debian.architecture,
                                        profile_description=profile.description)

@@ -20,7 +20,8 @@ from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import BootkilnError, InputError
 from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
-from bootkiln.profile.schema import Profile, busybox_config, overlay_dir
+from bootkiln.profile.loader import busybox_config, overlay_dir
+from bootkiln.profile.schema import Profile
 
 FORMAT = 1
 SEAL = "manifest_sha256"

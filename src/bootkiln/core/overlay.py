@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import FileAttrs, Profile, overlay_dir
+from bootkiln.profile.loader import overlay_dir
+from bootkiln.profile.schema import FileAttrs, Profile
 
 
 @dataclass(frozen=True)

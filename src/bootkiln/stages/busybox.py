@@ -14,7 +14,8 @@ from typing import Any
 
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import Profile, busybox_config
+from bootkiln.profile.loader import busybox_config
+from bootkiln.profile.schema import Profile
 from bootkiln.stages.base import (
     Inputs,
     StageContext,

@@ -16,7 +16,8 @@ from typing import Any
 from bootkiln.core.archive import fetch_with_retries
 from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
-from bootkiln.profile.schema import Profile, kernel_deb, kernel_package
+from bootkiln.profile.loader import kernel_deb
+from bootkiln.profile.schema import Profile, kernel_package
 from bootkiln.stages.base import (
     Inputs,
     StageContext,

@@ -19,7 +19,8 @@ from bootkiln.core.engine import Upload
 from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_tree
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import NfsrootSettings, Profile, overlay_dir
+from bootkiln.profile.loader import overlay_dir
+from bootkiln.profile.schema import NfsrootSettings, Profile
 from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "nfsroot.sh"
