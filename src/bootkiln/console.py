@@ -21,6 +21,10 @@ def _make_console() -> Console:
                    no_color=bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty())
 
 
+def mib(size: int) -> str:
+    return f"{size / 1048576:.2f} MiB"
+
+
 @dataclass
 class StageTiming:
     name: str

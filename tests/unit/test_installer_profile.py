@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.core.pipeline import STAGES, Build, _for_profile, preflight
+from bootkiln.core.pipeline import STAGES, Build, preflight
 from bootkiln.errors import InputError
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import carries_payload, is_installer
@@ -27,17 +27,17 @@ def test_the_installer_profile_passes_preflight_and_carries_its_payload() -> Non
     profile = load_profile("installer")
     preflight(profile)
     assert is_installer(profile) and carries_payload(profile)
-    assert _for_profile(STAGES["iso"](), "requires", profile)[-1] == "payload"
-    assert _for_profile(STAGES["disk"](), "requires", profile) == ("kernel", "initramfs", "payload")
-    assert _for_profile(STAGES["initramfs"](), "requires", profile)[-1] == "online-tools"
-    assert "target-modules.tar" in _for_profile(STAGES["kernel"](), "outputs", profile)
+    assert STAGES["iso"]().requires_for(profile)[-1] == "payload"
+    assert STAGES["disk"]().requires_for(profile) == ("kernel", "initramfs", "payload")
+    assert STAGES["initramfs"]().requires_for(profile)[-1] == "online-tools"
+    assert "target-modules.tar" in STAGES["kernel"]().outputs_for(profile)
 
 
 def test_without_payload_the_images_need_no_rootfs(tmp_path: Path) -> None:
     profile = load_profile(str(variant(tmp_path, "[installer]\n", "[installer]\npayload = false\n")))
     preflight(profile)
-    assert "payload" not in _for_profile(STAGES["iso"](), "requires", profile)
-    assert _for_profile(STAGES["disk"](), "requires", profile) == ("kernel", "initramfs")
+    assert "payload" not in STAGES["iso"]().requires_for(profile)
+    assert STAGES["disk"]().requires_for(profile) == ("kernel", "initramfs")
 
 
 def test_an_installer_disk_layout_needs_the_installer_stage(tmp_path: Path) -> None:

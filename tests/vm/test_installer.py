@@ -412,7 +412,7 @@ def test_bad_user_data_or_disk_stops_with_a_message_and_changes_no_disk(
 def test_imdsv1_fallback_and_the_kernel_command_line_override(installer: InstallerBuild, accel: Accel,
                                                                good_document: Document, tmp_path: Path) -> None:
     """Where the installer gets its document: IMDSv1 when no token is offered, or the URL given as
-    bootkiln.installer.userdata= (then IMDS is not asked). A wrong-version document stops it right after."""
+    bootkiln.userdata= (then IMDS is not asked). A wrong-version document stops it right after."""
     document = rewrite(good_document, tmp_path, "version=1", "version=2")
     reporter = Reporter(quiet_output=True)
     with FakeImds(document, tokens="v1-only") as imds:
@@ -430,7 +430,7 @@ def test_imdsv1_fallback_and_the_kernel_command_line_override(installer: Install
         url = f"http://{GUEST_GATEWAY}:{server.port}/latest/user-data"  # the host, seen from the guest
         argv = install_argv("iso", installer.iso, None, imds_port=server.port, accel=accel, memory=1024)
         argv += ["-kernel", str(kernel), "-initrd", str(initrd),
-                 "-append", f"console=ttyS0,115200 bootkiln.installer.userdata={url}"]
+                 "-append", f"console=ttyS0,115200 bootkiln.userdata={url}"]
         run = run_install(Runner(reporter), reporter, argv, timeout=300)
         asked = [(r.method, r.path, r.status, r.token_sent) for r in server.requests]
     assert run.outcome == "failed", "\n".join(run.tail)

@@ -36,14 +36,13 @@ def rootfs(profile_ref: str | None) -> int:
 
 def build(profile_ref: str | None, stages: list[str]) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import STAGES, Build
-        from bootkiln.verify.reproduce import ALL_TARGETS
+        from bootkiln.core.pipeline import DEFAULT_TARGETS, STAGES, Build
 
         unknown = [name for name in stages if name not in STAGES]
         if unknown:
             raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
         build = Build(load_profile(profile_ref), reporter=reporter)
-        for name in stages or ALL_TARGETS:
+        for name in stages or DEFAULT_TARGETS:
             build.stage(name)
         out = build.publish()
         reporter.info(f"artifacts in {out}:")
@@ -125,12 +124,10 @@ def build_disk(profile_ref: str | None) -> int:
 def nfsroot(profile_ref: str | None, source: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.core.pipeline import Build
-        from bootkiln.stages.nfsroot import require_nfsroot
 
         profile = load_profile(profile_ref)
         if source:
             profile = profile.model_copy(update={"nfsroot": profile.nfsroot.model_copy(update={"source": source})})
-        require_nfsroot(profile)
         build = Build(profile, reporter=reporter)
         result = build.produce("nfsroot")
         out = build.workspace.output_dir(profile.name)
@@ -179,8 +176,10 @@ def builder(profile_ref: str | None) -> int:
 def check_profile(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.core.overlay import plan_overlays
+        from bootkiln.core.pipeline import preflight
 
         profile = load_profile(profile_ref)
+        preflight(profile)
         entries = plan_overlays(profile)
         reporter.info(json.dumps(profile.resolved(), indent=2))
         reporter.info(f"profile {profile.name} is valid ({len(entries)} overlay entries)")

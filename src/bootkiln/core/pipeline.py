@@ -19,20 +19,18 @@ from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
 from bootkiln.core.manifest import merge, new_manifest
-from bootkiln.core.overlay import plan_overlays
 from bootkiln.core.runner import Runner
-from bootkiln.errors import InputError
 from bootkiln.hashing import sha256_file
 from bootkiln.paths import Workspace
-from bootkiln.profile.schema import Profile, carries_payload, is_installer
+from bootkiln.profile.schema import Profile
 from bootkiln.stages.base import Inputs, Stage, StageContext, StageResult
 from bootkiln.stages.bootloader import BootloaderStage
-from bootkiln.stages.busybox import BusyboxStage, check_config
+from bootkiln.stages.busybox import BusyboxStage
 from bootkiln.stages.disk import DiskStage
 from bootkiln.stages.initramfs import InitramfsStage
 from bootkiln.stages.iso import IsoStage
 from bootkiln.stages.kernel import KernelStage
-from bootkiln.stages.nfsroot import NfsrootStage, require_nfsroot
+from bootkiln.stages.nfsroot import NfsrootStage
 from bootkiln.stages.onlinetools import OnlineToolsStage
 from bootkiln.stages.payload import PayloadStage
 from bootkiln.stages.rootfs import RootfsStage
@@ -42,34 +40,30 @@ STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
     PayloadStage, OnlineToolsStage)}
 
 
-def preflight(profile: Profile) -> None:
-    """Everything that can be checked without Docker or the network, checked before either is touched."""
-    plan_overlays(profile, "rootfs")
-    initramfs_paths = {entry.path for entry in plan_overlays(profile, "initramfs")}
-    for key, name in (("initramfs.stage", profile.initramfs.stage), ("disk.stage", profile.disk.stage)):
-        stage = f"/lib/bootkiln/stages/{name}"
-        if stage not in initramfs_paths:
-            raise InputError(f"{profile.source or 'built-in profile'}: key '{key}': no {stage} in the "
-                             f"initramfs overlays {profile.initramfs.overlays}",
-                             hint="add the stage script to an initramfs overlay, or pick an existing stage")
-    check_config(profile)
-    if profile.initramfs.stage == "nfs" or profile.nfsroot.root == "iso":
-        require_nfsroot(profile)
-    check_installer(profile)
+# What `invoke build` makes when no stage is named, and what verify-reproducible compares.
+DEFAULT_TARGETS = ("rootfs", "iso", "disk")
 
 
-def check_installer(profile: Profile) -> None:
-    """An installer's settings must fit together: its disk boots the installer, and what it installs
-    offline has kernel modules."""
-    where = profile.source or "built-in profile"
-    if profile.disk.layout == "installer" and not is_installer(profile):
-        raise InputError(f"{where}: key 'disk.layout': 'installer' needs initramfs.stage = \"installer\" "
-                         f"(it is {profile.initramfs.stage!r})",
-                         hint="use layout = \"root\" for a disk that boots its own root filesystem")
-    if carries_payload(profile) and not profile.installer.target_modules:
-        raise InputError(f"{where}: key 'installer.target_modules': empty, so an offline install would give the "
-                         "installed system no kernel modules (no disk, network or filesystem drivers)",
-                         hint="list them as profiles/installer.toml does, or set installer.payload = false")
+def stages_for(profile: Profile, targets: tuple[str, ...]) -> list[str]:
+    """The targets and every stage they need, for this profile, dependencies first."""
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        for required in STAGES[name]().requires_for(profile):
+            visit(required)
+        ordered.append(name)
+
+    for target in targets:
+        visit(target)
+    return ordered
+
+
+def preflight(profile: Profile, targets: tuple[str, ...] = DEFAULT_TARGETS) -> None:
+    """Every stage the targets need checks the profile, before Docker or the network is touched."""
+    for name in stages_for(profile, targets):
+        STAGES[name]().check(profile)
 
 
 class Build:
@@ -80,7 +74,15 @@ class Build:
         self.reporter = reporter or Reporter()
         self.cache = StageCache(self.workspace.cache)
         self.results: dict[str, StageResult] = {}
-        preflight(profile)
+        self._checked: set[str] = set()
+        self.check(DEFAULT_TARGETS)
+
+    def check(self, targets: tuple[str, ...]) -> None:
+        """Run the checks of the stages the targets need that this build has not checked yet."""
+        for name in stages_for(self.profile, targets):
+            if name not in self._checked:
+                STAGES[name]().check(self.profile)
+                self._checked.add(name)
 
     @cached_property
     def engine(self) -> Engine:
@@ -117,10 +119,10 @@ class Build:
     def stage(self, name: str) -> StageResult:
         """The stage's result, running what it requires first; each stage runs at most once per build."""
         if name not in self.results:
+            self.check((name,))
             stage = STAGES[name]()
             # A stage may need less for some profiles (nfsroot from an existing folder needs no rootfs).
-            requires: tuple[str, ...] = _for_profile(stage, "requires", self.profile)
-            inputs = {required: self.stage(required) for required in requires}
+            inputs = {required: self.stage(required) for required in stage.requires_for(self.profile)}
             self.results[name] = self._run_stage(stage, inputs)
         return self.results[name]
 
@@ -137,8 +139,8 @@ class Build:
                     if entry is None:
                         with self.cache.writer(stage.name, key, {}) as scratch:
                             metadata = stage.build(ctx, inputs, scratch)
-                            outputs: tuple[str, ...] = _for_profile(stage, "outputs", self.profile)
-                            metadata["sha256"] = {name: sha256_file(scratch / name) for name in outputs}
+                            metadata["sha256"] = {name: sha256_file(scratch / name)
+                                                  for name in stage.outputs_for(self.profile)}
                             (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
                         entry = self.cache.lookup(stage.name, key)
                         assert entry is not None, "cache entry vanished right after it was written"
@@ -189,13 +191,6 @@ class Build:
         stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},
                          "artifacts": r.metadata["sha256"]} for name, r in self.results.items()}
         return new_manifest(self.profile, self.archive.identity(), self.builder.identity(), stages, sums)
-
-
-def _for_profile(stage: Stage, attribute: str, profile: Profile) -> tuple[str, ...]:
-    """A stage's `requires` or `outputs`, or what its `<attribute>_for(profile)` says for this profile."""
-    chooser = getattr(stage, f"{attribute}_for", None)
-    value: tuple[str, ...] = chooser(profile) if chooser else getattr(stage, attribute)
-    return value
 
 
 def _place(source: Path, destination: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ByteSize, Field, field_validator
 
+from bootkiln.errors import InputError
 from bootkiln.installer.userdata import UserdataSettings
 from bootkiln.paths import project_root
 from bootkiln.profile.model import StrictModel
@@ -282,6 +283,15 @@ def is_installer(profile: Profile) -> bool:
 def carries_payload(profile: Profile) -> bool:
     """Installer images carry the rootfs for an offline install unless the profile says otherwise."""
     return is_installer(profile) and profile.installer.payload
+
+
+def require_nfsroot(profile: Profile) -> NfsrootSettings:
+    settings = profile.nfsroot
+    if settings.nfsroot is None:
+        raise InputError(f"{profile.source or 'built-in profile'}: key 'nfsroot.nfsroot' is not set: a diskless "
+                         "client needs NFSROOT, the SERVER:/PATH its root is mounted from",
+                         hint='add e.g. [nfsroot] nfsroot = "10.0.2.2:/srv/bootkiln/diskless/root"')
+    return settings
 
 
 def kernel_package(profile: Profile) -> str:

@@ -13,7 +13,9 @@ from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, sources_list
 from bootkiln.core.builder import BuilderImage
 from bootkiln.core.engine import Upload
+from bootkiln.core.overlay import plan_overlays
 from bootkiln.core.runner import Runner
+from bootkiln.errors import InputError
 from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
 from bootkiln.profile.schema import Profile
@@ -57,13 +59,52 @@ Inputs = Mapping[str, StageResult]
 
 
 class Stage(Protocol):
+    """Everything the pipeline asks of a stage."""
+
     name: str
-    requires: tuple[str, ...]
-    outputs: tuple[str, ...]
+
+    def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        """The stages whose outputs this one consumes, for this profile."""
+        ...
+
+    def outputs_for(self, profile: Profile) -> tuple[str, ...]:
+        """The files this stage leaves in its cache entry, for this profile."""
+        ...
+
+    def check(self, profile: Profile) -> None:
+        """Raise InputError for what this stage cannot build; runs in preflight, before Docker or the network."""
+        ...
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str: ...
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]: ...
+
+
+class StageBase:
+    """Defaults for a stage: the same inputs and outputs for every profile, and nothing to check beyond the
+    profile schema."""
+
+    name: str
+    requires: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        return self.requires
+
+    def outputs_for(self, profile: Profile) -> tuple[str, ...]:
+        return self.outputs
+
+    def check(self, profile: Profile) -> None:
+        return None
+
+
+def require_initramfs_stage(profile: Profile, key: str, stage: str) -> None:
+    """The initramfs /init can only run a stage script that one of the profile's initramfs overlays holds."""
+    script = f"/lib/bootkiln/stages/{stage}"
+    if script not in {entry.path for entry in plan_overlays(profile, "initramfs")}:
+        raise InputError(f"{profile.source or 'built-in profile'}: key '{key}': no {script} in the "
+                         f"initramfs overlays {profile.initramfs.overlays}",
+                         hint="add the stage script to an initramfs overlay, or pick an existing stage")
 
 
 def base_fingerprint(stage: Stage, inputs: Inputs) -> Fingerprint:

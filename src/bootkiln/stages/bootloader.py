@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.core.runner import Builder
-from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
+from bootkiln.stages.artifacts import ISO_MARKER
+from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "bootloader.sh"
-# GRUB's embedded config finds the ISO9660 filesystem by this file, on CD and on USB alike.
-ISO_MARKER = "/bootkiln.id"
 
 
-class BootloaderStage:
+class BootloaderStage(StageBase):
     name = "bootloader"
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("isolinux.bin", "ldlinux.c32", "isohdpfx.bin", "efiboot.img",

@@ -18,6 +18,7 @@ from bootkiln.profile.loader import busybox_config
 from bootkiln.profile.schema import Profile
 from bootkiln.stages.base import (
     Inputs,
+    StageBase,
     StageContext,
     add_scripts,
     archive_env,
@@ -62,7 +63,7 @@ def missing_applets(config_text: str, applets: list[str]) -> list[str]:
     return [applet for applet in applets if not any(symbol in enabled for symbol in applet_symbols(applet))]
 
 
-def check_config(profile: Profile) -> Path:
+def check_config(profile: Profile) -> None:
     path = busybox_config(profile)
     text = path.read_text()
     if "CONFIG_STATIC=y" not in text.splitlines():
@@ -74,18 +75,20 @@ def check_config(profile: Profile) -> Path:
             f"{path}: the busybox configuration lacks applet(s) the profile needs: {', '.join(missing)}",
             hint="enable them in the configuration (CONFIG_<NAME>=y) or drop them from busybox.applets",
         )
-    return path
 
 
-class BusyboxStage:
+class BusyboxStage(StageBase):
     name = "busybox"
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("busybox", "applets.txt")
 
+    def check(self, profile: Profile) -> None:
+        check_config(profile)
+
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
             base_fingerprint(self, inputs)
-            .add_file("config", check_config(ctx.profile))
+            .add_file("config", busybox_config(ctx.profile))
             .add_json("archive", ctx.archive.identity())
             .add_text("builder", ctx.builder.image_id)
             .add_text("arch", ctx.profile.debian.architecture)
@@ -95,7 +98,7 @@ class BusyboxStage:
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         engine = ctx.runner.engine
         assert engine is not None
-        config = check_config(ctx.profile)
+        config = busybox_config(ctx.profile)
         env = {**archive_env(ctx), "BK_APPLETS": ",".join(ctx.profile.busybox.applets)}
         uploads = [scripts_upload(ctx, SCRIPT, {"busybox.config": (config.read_bytes(), 0o644)})]
         with engine.volume(self.name) as volume:

@@ -18,14 +18,22 @@ from typing import Any
 from bootkiln.core.engine import Upload
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.profile.schema import Profile, carries_payload
-from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
-from bootkiln.stages.payload import PAYLOAD_FILES
+from bootkiln.profile.schema import Profile, carries_payload, is_installer
+from bootkiln.stages.artifacts import PAYLOAD_FILES
+from bootkiln.stages.base import (
+    Inputs,
+    StageBase,
+    StageContext,
+    add_scripts,
+    base_fingerprint,
+    require_initramfs_stage,
+    scripts_upload,
+)
 
 SCRIPT = "disk.sh"
 
 
-class DiskStage:
+class DiskStage(StageBase):
     name = "disk"
     requires: tuple[str, ...] = ("rootfs", "kernel", "initramfs")
     outputs: tuple[str, ...] = ("disk.img", "disk-ids.txt")
@@ -35,6 +43,13 @@ class DiskStage:
         if profile.disk.layout == "installer":
             return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()))
         return self.requires
+
+    def check(self, profile: Profile) -> None:
+        require_initramfs_stage(profile, "disk.stage", profile.disk.stage)
+        if profile.disk.layout == "installer" and not is_installer(profile):
+            raise InputError(f"{profile.source or 'built-in profile'}: key 'disk.layout': 'installer' needs "
+                             f"initramfs.stage = \"installer\" (it is {profile.initramfs.stage!r})",
+                             hint="use layout = \"root\" for a disk that boots its own root filesystem")
 
     def files(self, inputs: Inputs) -> list[tuple[str, Path]]:
         """What goes into the image, by its name under /bootkiln/in in the builder."""

@@ -12,11 +12,12 @@ import tarfile
 from pathlib import Path
 from typing import Any, Literal
 
+from bootkiln.console import mib
 from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_overlays
 from bootkiln.errors import InputError
 from bootkiln.formats.cpio import CpioEntry, compress, write_newc
-from bootkiln.profile.schema import Profile, is_installer, kernel_package
-from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
+from bootkiln.profile.schema import Profile, is_installer, kernel_package, require_nfsroot
+from bootkiln.stages.base import Inputs, StageBase, StageContext, base_fingerprint, code_files, require_initramfs_stage
 
 # Present before devtmpfs is mounted: the kernel opens /dev/console for /init's output.
 DEVICE_NODES = [CpioEntry("dev/console", "chardev", 0o600, rdev=(5, 1)),
@@ -87,20 +88,7 @@ def installer_settings(profile: Profile, mirror: str) -> str:
             f"PACKAGES={packages}\nKERNEL_PACKAGE={kernel_package(profile)}\n")
 
 
-def kernel_facts(kernel_txt: Path) -> dict[str, Any]:
-    facts: dict[str, Any] = {"modules": [], "builtin": []}
-    for line in kernel_txt.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key == "module":
-            facts["modules"].append(value)
-        elif key == "builtin":
-            facts["builtin"].append(value)
-        else:
-            facts[key] = value
-    return facts
-
-
-class InitramfsStage:
+class InitramfsStage(StageBase):
     name = "initramfs"
     requires: tuple[str, ...] = ("busybox", "kernel")
     outputs: tuple[str, ...] = ("initrd.img",)
@@ -108,6 +96,11 @@ class InitramfsStage:
     def requires_for(self, profile: Profile) -> tuple[str, ...]:
         # An installer carries the pinned list of the tools an online install downloads.
         return (*self.requires, "online-tools") if is_installer(profile) else self.requires
+
+    def check(self, profile: Profile) -> None:
+        require_initramfs_stage(profile, "initramfs.stage", profile.initramfs.stage)
+        if profile.initramfs.stage == "nfs":
+            require_nfsroot(profile)
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         profile = ctx.profile
@@ -180,6 +173,3 @@ class InitramfsStage:
         ctx.reporter.info(f"initramfs: {mib(len(archive))} cpio, {mib(len(packed))} {settings.compression}")
         return {"cpio_bytes": len(archive), "compressed_bytes": len(packed), "compression": settings.compression}
 
-
-def mib(size: int) -> str:
-    return f"{size / 1048576:.2f} MiB"

@@ -10,19 +10,18 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bootkiln.console import mib
 from bootkiln.errors import InputError
 from bootkiln.formats.iso import BootFiles, write_hybrid_iso
 from bootkiln.profile.schema import Profile, carries_payload
-from bootkiln.stages.base import Inputs, StageContext, base_fingerprint, code_files
-from bootkiln.stages.bootloader import ISO_MARKER
-from bootkiln.stages.initramfs import mib
-from bootkiln.stages.payload import PAYLOAD_DIR, PAYLOAD_FILES
+from bootkiln.stages.artifacts import ISO_MARKER, PAYLOAD_DIR, PAYLOAD_FILES
+from bootkiln.stages.base import Inputs, StageBase, StageContext, base_fingerprint, code_files
 
 ISO_NAME = "boot.iso"
 LIVE_SQUASHFS = "/live/root.squashfs"
 
 
-class IsoStage:
+class IsoStage(StageBase):
     name = "iso"
     requires: tuple[str, ...] = ("kernel", "initramfs", "bootloader")
     outputs: tuple[str, ...] = (ISO_NAME,)

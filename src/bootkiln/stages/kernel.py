@@ -18,18 +18,18 @@ from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
 from bootkiln.profile.loader import kernel_deb
 from bootkiln.profile.schema import Profile, kernel_package
+from bootkiln.stages.artifacts import TARGET_MODULES, kernel_facts
 from bootkiln.stages.base import (
     Inputs,
+    StageBase,
     StageContext,
     add_scripts,
     archive_env,
     base_fingerprint,
     scripts_upload,
 )
-from bootkiln.stages.initramfs import kernel_facts
 
 SCRIPT = "kernel.sh"
-TARGET_MODULES = "target-modules.tar"
 UNKNOWN_MODULES_STATUS = 4
 
 
@@ -41,7 +41,7 @@ def apt_source_state(line: str) -> str:
     return hashlib.sha256(fetch_with_retries(url, what=f"kernel.apt_source {line!r}")).hexdigest()
 
 
-class KernelStage:
+class KernelStage(StageBase):
     name = "kernel"
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("vmlinuz", "modules.tar", "kernel.txt")

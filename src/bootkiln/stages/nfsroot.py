@@ -20,19 +20,10 @@ from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_tree
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
 from bootkiln.profile.loader import overlay_dir
-from bootkiln.profile.schema import NfsrootSettings, Profile
-from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
+from bootkiln.profile.schema import NfsrootSettings, Profile, require_nfsroot
+from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "nfsroot.sh"
-
-
-def require_nfsroot(profile: Profile) -> NfsrootSettings:
-    settings = profile.nfsroot
-    if settings.nfsroot is None:
-        raise InputError(f"{profile.source or 'built-in profile'}: key 'nfsroot.nfsroot' is not set: a diskless "
-                         "client needs NFSROOT, the SERVER:/PATH its root is mounted from",
-                         hint='add e.g. [nfsroot] nfsroot = "10.0.2.2:/srv/bootkiln/diskless/root"')
-    return settings
 
 
 def template_values(settings: NfsrootSettings) -> dict[str, str]:
@@ -106,7 +97,7 @@ def source_archive(folder: Path, destination: Path) -> None:
         archive.add(folder, arcname=".", recursive=True)
 
 
-class NfsrootStage:
+class NfsrootStage(StageBase):
     name = "nfsroot"
     requires: tuple[str, ...] = ("rootfs",)
     outputs: tuple[str, ...] = ("nfsroot.tar", "var-skeleton.txt", "ganesha-exports.conf", "exports")
@@ -116,6 +107,10 @@ class NfsrootStage:
 
     def outputs_for(self, profile: Profile) -> tuple[str, ...]:
         return (*self.outputs, "root.squashfs") if profile.nfsroot.root == "iso" else self.outputs
+
+    def check(self, profile: Profile) -> None:
+        settings = require_nfsroot(profile)
+        plan_tree(profile, settings.overlays, {}, "nfsroot.overlays")
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         settings = require_nfsroot(ctx.profile)

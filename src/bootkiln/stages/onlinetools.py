@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.core.runner import Builder
-from bootkiln.stages.base import Inputs, StageContext, add_scripts, archive_env, base_fingerprint, scripts_upload
+from bootkiln.stages.base import (
+    Inputs,
+    StageBase,
+    StageContext,
+    add_scripts,
+    archive_env,
+    base_fingerprint,
+    scripts_upload,
+)
 
 SCRIPT = "online-tools.sh"
 # What the installer runs from its in-memory Debian: debootstrap (which needs perl, wget, gpgv
@@ -22,7 +30,7 @@ ONLINE_TOOLS = ("debootstrap", "perl-base", "wget", "gpgv", "debian-archive-keyr
                 "fdisk", "lvm2", "e2fsprogs", "dosfstools", "kmod", "libc-bin")
 
 
-class OnlineToolsStage:
+class OnlineToolsStage(StageBase):
     name = "online-tools"
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("online-tools.txt",)

@@ -15,19 +15,25 @@ from typing import Any
 
 from bootkiln.core.engine import Upload
 from bootkiln.core.runner import Builder
-from bootkiln.stages.base import Inputs, StageContext, add_scripts, base_fingerprint, scripts_upload
-from bootkiln.stages.kernel import TARGET_MODULES
+from bootkiln.errors import InputError
+from bootkiln.profile.schema import Profile
+from bootkiln.stages.artifacts import PAYLOAD_FILES, TARGET_MODULES
+from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "payload.sh"
-PAYLOAD_FILES = ("rootfs.tar.xz", "target-modules.tar.xz", "payload.txt")
-# Where the payload lives on the installer's medium (the ISO, or the disk image's boot partition).
-PAYLOAD_DIR = "bootkiln-payload"
 
 
-class PayloadStage:
+class PayloadStage(StageBase):
     name = "payload"
     requires: tuple[str, ...] = ("rootfs", "kernel")
     outputs: tuple[str, ...] = PAYLOAD_FILES
+
+    def check(self, profile: Profile) -> None:
+        if not profile.installer.target_modules:
+            raise InputError(f"{profile.source or 'built-in profile'}: key 'installer.target_modules': empty, so an "
+                             "offline install would give the installed system no kernel modules (no disk, network "
+                             "or filesystem drivers)",
+                             hint="list them as profiles/installer.toml does, or set installer.payload = false")
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (

@@ -14,8 +14,10 @@ from typing import Any
 from bootkiln.core.engine import Upload
 from bootkiln.core.overlay import overlay_archive, plan_overlays
 from bootkiln.core.runner import Builder
+from bootkiln.profile.schema import Profile
 from bootkiln.stages.base import (
     Inputs,
+    StageBase,
     StageContext,
     add_scripts,
     archive_env,
@@ -26,10 +28,13 @@ from bootkiln.stages.base import (
 SCRIPT = "rootfs.sh"
 
 
-class RootfsStage:
+class RootfsStage(StageBase):
     name = "rootfs"
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("rootfs.tar", "packages.tsv")
+
+    def check(self, profile: Profile) -> None:
+        plan_overlays(profile, "rootfs")
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (

@@ -18,13 +18,13 @@ from typing import Any
 
 from bootkiln.console import Reporter
 from bootkiln.core.manifest import input_digests, load_manifest
+from bootkiln.core.pipeline import DEFAULT_TARGETS
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import EnvironmentProblem, InputError
 from bootkiln.paths import Workspace, project_root
 from bootkiln.profile.schema import Profile
 
 # What "every artifact of a profile" means: the stages whose outputs users take away.
-ALL_TARGETS = ("rootfs", "iso", "disk")
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".cache", "out", ".git", "__pycache__", ".mypy_cache", ".ruff_cache",
                                      ".pytest_cache", "*.egg-info")
 
@@ -79,7 +79,7 @@ def _profile_argument(profile_ref: str | None) -> str | None:
 
 
 def verify(profile: Profile, profile_ref: str | None, reporter: Reporter,
-           targets: tuple[str, ...] = ALL_TARGETS, scratch: Path | None = None) -> list[ArtifactCheck]:
+           targets: tuple[str, ...] = DEFAULT_TARGETS, scratch: Path | None = None) -> list[ArtifactCheck]:
     root = project_root()
     runner = Runner(reporter)
     keep = scratch is not None

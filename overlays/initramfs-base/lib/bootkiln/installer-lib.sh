@@ -76,10 +76,10 @@ http_get() {
 fetch_userdata() {
     dest=$1
     if [ -n "${BK_USERDATA:-}" ]; then
-        # bootkiln.installer.userdata=http://HOST[:PORT]/PATH on the kernel command line
+        # bootkiln.userdata=http://HOST[:PORT]/PATH on the kernel command line
         case "$BK_USERDATA" in
             http://*) ;;
-            *) abort "bootkiln.installer.userdata=$BK_USERDATA: only http:// URLs are supported" ;;
+            *) abort "bootkiln.userdata=$BK_USERDATA: only http:// URLs are supported" ;;
         esac
         status=$(http_get "$BK_USERDATA" "$dest")
         [ "$status" = 200 ] || abort "GET $BK_USERDATA answered HTTP $status"
