@@ -43,6 +43,12 @@ def check_profile(c: Context, profile: str | None = None) -> None:
     _exit(cli.check_profile(profile))
 
 
+@task(help={"check": "only report whether the table is up to date (exit 2 if not)"})
+def profile_keys(c: Context, check: bool = False) -> None:
+    """Regenerate the key table in profiles/README.md from the profile model's field descriptions."""
+    _exit(cli.profile_keys(check))
+
+
 @task
 def profiles(c: Context) -> None:
     """List the profiles in profiles/."""

@@ -187,6 +187,28 @@ def check_profile(profile_ref: str | None) -> int:
     return guarded(action)
 
 
+def profile_keys(check_only: bool) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.paths import project_root
+        from bootkiln.profile import keytable
+
+        readme = project_root() / "profiles" / "README.md"
+        missing = keytable.undocumented()
+        if missing:
+            raise InputError(f"profile keys without a description: {', '.join(missing)}",
+                             hint="give each field a description= in src/bootkiln/profile/ (or the table it uses)")
+        if check_only:
+            if keytable.updated(readme.read_text(encoding="utf-8")) != readme.read_text(encoding="utf-8"):
+                raise InputError(f"the key table in {readme} is out of date", hint="run `invoke profile-keys`")
+            reporter.info(f"the key table in {readme} is up to date")
+        elif keytable.write(readme):
+            reporter.info(f"rewrote the key table in {readme} ({len(keytable.rows())} keys)")
+        else:
+            reporter.info(f"the key table in {readme} was already up to date")
+
+    return guarded(action)
+
+
 def list_profiles() -> int:
     def action(reporter: Reporter) -> None:
         reporter.info("default (built-in)")

@@ -116,10 +116,32 @@ def _sized_in_order(entries: list[Partition] | list[LogicalVolume], what: str) -
 class DiskLayout(StrictModel):
     """What the installer makes on `device`. Without `wipe`, the installer's own partition is kept."""
 
-    device: Device = "/dev/nvme0n1"
-    wipe: bool = False
-    partitions: list[Partition] = Field(default_factory=_default_partitions, min_length=1, max_length=100)
-    volume_group: VolumeGroup | None = None
+    device: Device = Field(
+        default="/dev/nvme0n1",
+        description="the disk the installer partitions",
+    )
+    wipe: bool = Field(
+        default=False,
+        description=(
+            "`false`: the installer refuses a disk holding partitions or filesystems; `true`: it erases such "
+            "a disk first. The installer's own partition (kept as `/boot`) always survives"),
+    )
+    partitions: list[Partition] = Field(
+        default_factory=_default_partitions,
+        min_length=1,
+        max_length=100,
+        description=(
+            'list of `{ name, size, filesystem, mountpoint }`; size in MiB or `"512MiB"`, `"20GiB"`, '
+            '`"1TiB"`, or `"rest"` (last only); filesystem `ext4`, `xfs`, `vfat`, `swap` or `lvm`; never '
+            "`/boot` or `/boot/efi` (the installer's own)"),
+        json_schema_extra={"shown_default": "one ext4 `/` taking the rest"},
+    )
+    volume_group: VolumeGroup | None = Field(
+        default=None,
+        description=(
+            "`{ name, logical_volumes = [{ name, size, filesystem, mountpoint }] }` on the one `lvm` "
+            "partition"),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DiskLayout:
@@ -150,9 +172,19 @@ class DiskLayout(StrictModel):
 
 
 class PuppetSettings(StrictModel):
-    server: Hostname | None = None
-    environment: PuppetEnvironment = "production"
-    certname: Certname | None = Field(default=None, description="default: the hostname")
+    server: Hostname | None = Field(
+        default=None,
+        description="Puppet server hostname (required to make user-data)",
+    )
+    environment: PuppetEnvironment = Field(
+        default="production",
+        description="Puppet environment",
+    )
+    certname: Certname | None = Field(
+        default=None,
+        description="Puppet certname (the certificate's CN)",
+        json_schema_extra={"shown_default": "the hostname"},
+    )
 
 
 class CertFiles(StrictModel):
@@ -170,11 +202,23 @@ KeyType = Literal["rsa-2048", "rsa-4096", "ec-p256"]
 class UserdataSettings(StrictModel):
     """The `[userdata]` profile table. The hostname is usually given per instance, on the command line."""
 
-    hostname: Hostname | None = None
+    hostname: Hostname | None = Field(
+        default=None,
+        description="the host's FQDN; usually given per instance with `--hostname`",
+    )
     disk: DiskLayout = Field(default_factory=DiskLayout)
     puppet: PuppetSettings = Field(default_factory=PuppetSettings)
-    certs: Literal["generate"] | CertFiles = "generate"
-    key_type: KeyType = Field(default="rsa-2048", description="for generated keys")
+    certs: Literal["generate"] | CertFiles = Field(
+        default="generate",
+        description=(
+            '`"generate"` (a CA and per-host certificates in `out/<name>/pki/`) or `{ ca, crl, cert, key }`: '
+            "PEM files relative to the profile"),
+        json_schema_extra={"shown_default": '`"generate"`'},
+    )
+    key_type: KeyType = Field(
+        default="rsa-2048",
+        description="key type of generated keys: `rsa-2048`, `rsa-4096` or `ec-p256`",
+    )
 
 
 # --- the document -------------------------------------------------------------------------------

@@ -30,14 +30,38 @@ Word = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 class DebianSettings(StrictModel):
     """What Debian to bootstrap, and from which archive state."""
 
-    suite: Word = "bookworm"
-    architecture: Literal["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"] = "amd64"
-    mirror: str = "http://deb.debian.org/debian"
-    snapshot: str | None = Field(default=None, description="YYYYMMDDTHHMMSSZ on snapshot.debian.org")
+    suite: Word = Field(
+        default="bookworm",
+        description="Debian suite or codename to bootstrap",
+    )
+    architecture: Literal["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"] = Field(
+        default="amd64",
+        description="Debian architecture",
+    )
+    mirror: str = Field(
+        default="http://deb.debian.org/debian",
+        description="archive URL (`http(s)://` or `file://`)",
+    )
+    snapshot: str | None = Field(
+        default=None,
+        description="`YYYYMMDDTHHMMSSZ`: use snapshot.debian.org at that time for every apt source",
+    )
     variant: Literal["extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important",
-                     "standard"] = "minbase"
-    components: list[Word] = Field(default_factory=lambda: ["main"], min_length=1)
-    source_date_epoch: int | None = Field(default=None, ge=0, description="override the archive's time")
+                     "standard"] = Field(
+        default="minbase",
+        description="mmdebstrap variant (`essential`, `required`, `minbase`, `buildd`, `important`, `standard`, ...)",
+    )
+    components: list[Word] = Field(
+        default_factory=lambda: ["main"],
+        min_length=1,
+        description="archive components",
+    )
+    source_date_epoch: int | None = Field(
+        default=None,
+        ge=0,
+        description="override SOURCE_DATE_EPOCH (otherwise the snapshot time or the Release file's Date)",
+        json_schema_extra={"shown_default": "from the archive"},
+    )
 
     @field_validator("mirror")
     @classmethod
@@ -71,9 +95,22 @@ class FileAttrs(StrictModel):
 
 
 class RootfsSettings(StrictModel):
-    packages: list[PackageName] = Field(default_factory=list)
-    overlays: list[str] = Field(default_factory=lambda: ["rootfs-base"])
-    attrs: dict[str, FileAttrs] = Field(default_factory=dict)
+    packages: list[PackageName] = Field(
+        default_factory=list,
+        description="extra packages to install",
+    )
+    overlays: list[str] = Field(
+        default_factory=lambda: ["rootfs-base"],
+        description=(
+            "folders copied over the rootfs, in order; a name is looked up beside the profile, then in "
+            "`overlays/`"),
+    )
+    attrs: dict[str, FileAttrs] = Field(
+        default_factory=dict,
+        description=(
+            "`mode` (octal string), `uid`, `gid` for an overlay path; otherwise folders are 0755, files 0644 "
+            "or 0755 if executable, owned by root"),
+    )
 
     @field_validator("attrs")
     @classmethod
@@ -97,11 +134,26 @@ KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64", "i386": "686-pae", "armhf
 class KernelSettings(StrictModel):
     """Where the kernel comes from (never installed: unpacked), and which modules the image carries."""
 
-    package: str | None = Field(default=None, description="default: linux-image-<flavour> of the suite")
-    deb: str | None = Field(default=None, description="a local .deb, relative to the profile")
-    apt_source: str | None = Field(default=None, description="a sources.list line to take the package from")
+    package: str | None = Field(
+        default=None,
+        description="the kernel package (a metapackage is followed to the real one)",
+        json_schema_extra={"shown_default": "`linux-image-<flavour>`"},
+    )
+    deb: str | None = Field(
+        default=None,
+        description="a local kernel .deb instead, relative to the profile (or in `debs/`)",
+    )
+    apt_source: str | None = Field(
+        default=None,
+        description=(
+            "a sources.list line to take the kernel from, e.g. `deb http://deb.debian.org/debian "
+            "bookworm-backports main`"),
+    )
     modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
-        default_factory=lambda: list(DEFAULT_MODULES))
+        default_factory=lambda: list(DEFAULT_MODULES),
+        description="modules to carry; their dependencies come along",
+        json_schema_extra={"shown_default": "virtio, nvme, ena, xen, ext4, vfat, iso9660, squashfs, overlay"},
+    )
 
     @field_validator("apt_source")
     @classmethod
@@ -124,23 +176,56 @@ BASE_APPLETS = [
 
 
 class BusyboxSettings(StrictModel):
-    config: str = Field(default="busybox.config", description="relative to the profile, then configs/")
-    applets: list[Applet] = Field(default_factory=lambda: list(BASE_APPLETS))
+    config: str = Field(
+        default="busybox.config",
+        description="the busybox configuration, relative to the profile, then `configs/`",
+    )
+    applets: list[Applet] = Field(
+        default_factory=lambda: list(BASE_APPLETS),
+        description="applets the image needs; checked against the config before building",
+        json_schema_extra={"shown_default": "what `/init` and a rescue shell use"},
+    )
 
 
 class InitramfsSettings(StrictModel):
-    compression: Literal["gzip", "xz", "zstd"] = "xz"
-    overlays: list[str] = Field(default_factory=lambda: ["initramfs-base"])
-    attrs: dict[str, FileAttrs] = Field(default_factory=dict)
-    stage: Word = Field(default="rescue", description="what /init runs: lib/bootkiln/stages/<stage>")
-    max_size: ByteSize | None = None
+    compression: Literal["gzip", "xz", "zstd"] = Field(
+        default="xz",
+        description="`gzip`, `xz` or `zstd`",
+    )
+    overlays: list[str] = Field(
+        default_factory=lambda: ["initramfs-base"],
+        description="folders copied into the initramfs, in order (they hold `/init` and `lib/bootkiln/stages/`)",
+    )
+    attrs: dict[str, FileAttrs] = Field(
+        default_factory=dict,
+        description="mode/uid/gid for an initramfs overlay path",
+    )
+    stage: Word = Field(
+        default="rescue",
+        description=(
+            "the stage `/init` runs (`lib/bootkiln/stages/<stage>`); `bootkiln.stage=` on the kernel command "
+            "line overrides it"),
+    )
+    max_size: ByteSize | None = Field(
+        default=None,
+        description='size budget of the compressed initramfs, e.g. `"3MiB"`',
+    )
 
 
 class IsoSettings(StrictModel):
     # Joliet volume identifiers hold 16 characters (ISO 9660's hold 32).
-    label: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,16}$")] = "BOOTKILN"
-    cmdline: str = "console=tty0 console=ttyS0,115200"
-    max_size: ByteSize | None = None
+    label: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,16}$")] = Field(
+        default="BOOTKILN",
+        description="volume label (A-Z, 0-9, _; at most 16 characters, as Joliet allows)",
+    )
+    cmdline: str = Field(
+        default="console=tty0 console=ttyS0,115200",
+        description="kernel command line",
+    )
+    max_size: ByteSize | None = Field(
+        default=None,
+        description='size budget of the ISO, e.g. `"12MiB"`',
+    )
 
     @field_validator("cmdline")
     @classmethod
@@ -153,14 +238,36 @@ class IsoSettings(StrictModel):
 class DiskSettings(StrictModel):
     """The raw disk image `invoke build-disk` makes: GPT, BIOS boot, ESP and an ext4 root."""
 
-    size: ByteSize = Field(default=ByteSize(1 << 30), description="the image's size; it is kept sparse")
-    esp_size: ByteSize = Field(default=ByteSize(64 << 20), description="the EFI system partition's size")
-    seed: str | None = Field(default=None, description="what GUIDs, UUIDs and serials derive from; default: name")
-    cmdline: str = "console=tty0 console=ttyS0,115200"
-    stage: Word = Field(default="root", description="the initramfs stage the disk boots")
+    size: ByteSize = Field(
+        default=ByteSize(1 << 30),
+        description="size of the raw disk image (`invoke build-disk`); kept sparse",
+        json_schema_extra={"shown_default": "`1GiB`"},
+    )
+    esp_size: ByteSize = Field(
+        default=ByteSize(64 << 20),
+        description="size of its EFI system partition",
+        json_schema_extra={"shown_default": "`64MiB`"},
+    )
+    seed: str | None = Field(
+        default=None,
+        description="what the disk, partition and filesystem GUIDs/UUIDs, hash seed and FAT serial derive from",
+        json_schema_extra={"shown_default": "the profile's name"},
+    )
+    cmdline: str = Field(
+        default="console=tty0 console=ttyS0,115200",
+        description="kernel command line of the disk image (root=UUID=... is added)",
+    )
+    stage: Word = Field(
+        default="root",
+        description="the initramfs stage the disk boots (`root` mounts the ext4 root and switches to its init)",
+    )
     layout: Literal["root", "installer"] = Field(
-        default="root", description="root: the rootfs is the disk's root; installer: the disk boots the installer, "
-        "whose partition (kernel, initramfs, payload) becomes the installed system's /boot")
+        default="root",
+        description=(
+            "`root`: the rootfs is the disk's root; `installer`: the third partition holds the installer "
+            "(kernel, initramfs, payload) and becomes the installed system's `/boot` (ESPs under 64 MiB are "
+            "FAT16)"),
+    )
 
     @field_validator("size", "esp_size")
     @classmethod
@@ -178,17 +285,43 @@ ISO_BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-
 class BootSettings(StrictModel):
     """How `invoke boot-test` boots the image."""
 
-    timeout: int = Field(default=240, ge=10, description="seconds to wait for the marker per boot")
-    memory: int = Field(default=512, ge=128, description="guest memory in MiB")
-    modes: list[BootMode] = Field(default_factory=lambda: list(ISO_BOOT_MODES))
+    timeout: int = Field(
+        default=240,
+        ge=10,
+        description="seconds to wait for the boot marker, per mode",
+    )
+    memory: int = Field(
+        default=512,
+        ge=128,
+        description="guest memory in MiB",
+    )
+    modes: list[BootMode] = Field(
+        default_factory=lambda: list(ISO_BOOT_MODES),
+        description=(
+            "what `invoke boot-test` boots: `bios-cd`, `bios-usb`, `uefi-cd`, `uefi-usb`, `disk-bios`, "
+            "`disk-uefi`"),
+        json_schema_extra={"shown_default": "the four ISO modes"},
+    )
 
 
 class BuilderSettings(StrictModel):
     """Where the builder container's Debian base comes from."""
 
-    base: Literal["auto", "image", "mmdebstrap"] = "auto"
-    image: str = "docker.io/library/debian:bookworm-20250520-slim"
-    suite: Word = "bookworm"
+    base: Literal["auto", "image", "mmdebstrap"] = Field(
+        default="auto",
+        description=(
+            "how the builder image is made: `image` (docker/Dockerfile on a pinned image, local or pulled), "
+            "`mmdebstrap` (bootstrapped on this host and assembled reproducibly), or `auto` (a local pinned "
+            "image, else mmdebstrap, else pull)"),
+    )
+    image: str = Field(
+        default="docker.io/library/debian:bookworm-20250520-slim",
+        description="the pinned base image for `image` mode",
+    )
+    suite: Word = Field(
+        default="bookworm",
+        description="the builder's Debian suite when bootkiln makes it with mmdebstrap",
+    )
 
 
 NfsLocation = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:/[^\s,]*$")]
@@ -204,20 +337,54 @@ DEFAULT_EXCLUDES = [
 class NfsrootSettings(StrictModel):
     """The diskless client: its root over NFS (or, live, from the ISO), configured in one place."""
 
-    nfsroot: NfsLocation | None = Field(default=None, description="NFSROOT: SERVER:/PATH of the client root")
+    nfsroot: NfsLocation | None = Field(
+        default=None,
+        description='NFSROOT of a diskless client, `SERVER:/PATH`; required when `initramfs.stage = "nfs"`',
+    )
     device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
-        default="eth0", description="DEVICE: the interface the initramfs configures with DHCP")
-    version: Literal[3, 4] = 3
+        default="eth0",
+        description="DEVICE: the interface the initramfs configures with DHCP",
+    )
+    version: Literal[3, 4] = Field(
+        default=3,
+        description="NFS version, 3 or 4",
+    )
     options: Annotated[str, Field(pattern=r"^[A-Za-z0-9_=.,:-]*$")] = Field(
         default="noacl,proto=tcp,port=2049,mountport=20048,mountproto=tcp,nolock",
-        description="NFS mount options (explicit ports: the client needs no portmapper)")
-    usr: NfsLocation | None = Field(default=None, description="mounted read-only on /usr; default SERVER:/usr")
-    home: NfsLocation | None = Field(default=None, description="mounted read-only on /home; default SERVER:/home")
-    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES))
-    syslog: str | None = Field(default=None, description="remote syslog host; default: the NFS server")
-    source: str | None = Field(default=None, description="an existing root folder to copy instead of the rootfs")
-    overlays: list[str] = Field(default_factory=lambda: ["diskless"])
-    root: Literal["nfs", "iso"] = Field(default="nfs", description="nfs, or iso for the live variant (squashfs)")
+        description="NFS mount options (explicit ports: no portmapper needed)",
+    )
+    usr: NfsLocation | None = Field(
+        default=None,
+        description="where /usr is mounted from, read-only",
+        json_schema_extra={"shown_default": "`SERVER:/usr`"},
+    )
+    home: NfsLocation | None = Field(
+        default=None,
+        description="where /home is mounted from, read-only",
+        json_schema_extra={"shown_default": "`SERVER:/home`"},
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDES),
+        description="paths left out of the client tree",
+        json_schema_extra={"shown_default": "/usr/*, /home/*, /var/*, /tmp/*, ssh host keys, machine-id, ..."},
+    )
+    syslog: str | None = Field(
+        default=None,
+        description="remote syslog host",
+        json_schema_extra={"shown_default": "the NFS server"},
+    )
+    source: str | None = Field(
+        default=None,
+        description="an existing root folder to copy instead of the built rootfs (also `invoke nfsroot --source`)",
+    )
+    overlays: list[str] = Field(
+        default_factory=lambda: ["diskless"],
+        description="template overlays for the client's /etc (`*.in` files are filled from this table)",
+    )
+    root: Literal["nfs", "iso"] = Field(
+        default="nfs",
+        description="`nfs`, or `iso` for the live variant (squashfs on the ISO, no NFS server)",
+    )
 
     @property
     def server(self) -> str:
@@ -232,24 +399,51 @@ class NfsrootSettings(StrictModel):
 class InstallerSettings(StrictModel):
     """The installer profile: what it carries for an offline install, and what the target gets."""
 
-    payload: bool = Field(default=True, description="carry the rootfs for an offline install")
+    payload: bool = Field(
+        default=True,
+        description=(
+            "carry the rootfs (xz) for an offline install; `false`: the installer only installs online "
+            "(debootstrap)"),
+    )
     target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
-        default_factory=list, description="kernel modules the installed system gets (with their dependencies)")
-    boot_size: ByteSize = Field(default=ByteSize(256 << 20),
-                                description="the /boot partition the installer makes on a disk it did not boot from")
-    esp_size: ByteSize = Field(default=ByteSize(64 << 20),
-                               description="the ESP it makes there (FAT32: at least 64 MiB)")
+        default_factory=list,
+        description=(
+            "kernel modules the installed system gets (with their dependencies, plus the kernel's config and "
+            "System.map)"),
+        json_schema_extra={"shown_default": "none"},
+    )
+    boot_size: ByteSize = Field(
+        default=ByteSize(256 << 20),
+        description="the `/boot` partition the installer makes on a disk it did not boot from",
+        json_schema_extra={"shown_default": "`256MiB`"},
+    )
+    esp_size: ByteSize = Field(
+        default=ByteSize(64 << 20),
+        description="the EFI system partition it makes there (FAT32)",
+        json_schema_extra={"shown_default": "`64MiB`"},
+    )
 
 
 class ChecksSettings(StrictModel):
     """Extra testinfra check files for `invoke test-image`, relative to the profile file."""
 
-    paths: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(
+        default_factory=list,
+        description="extra testinfra check files for `invoke test-image`, relative to the profile",
+    )
 
 
 class Profile(StrictModel):
-    name: Word = DEFAULT_PROFILE
-    description: str = "minimal Debian, built-in defaults"
+    name: Word = Field(
+        default=DEFAULT_PROFILE,
+        description="name of the output folder `out/<name>/`",
+        json_schema_extra={"shown_default": "file name"},
+    )
+    description: str = Field(
+        default="minimal Debian, built-in defaults",
+        description="one line shown by `invoke profiles`",
+        json_schema_extra={"shown_default": ""},
+    )
     debian: DebianSettings = Field(default_factory=DebianSettings)
     rootfs: RootfsSettings = Field(default_factory=RootfsSettings)
     kernel: KernelSettings = Field(default_factory=KernelSettings)

@@ -21,31 +21,124 @@ ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
 
 
 class AwsSettings(StrictModel):
-    region: Region | None = Field(default=None, description="default: AWS_REGION / AWS_DEFAULT_REGION / config")
-    ami_name: AmiName | None = Field(default=None, description="default: bootkiln-<profile name>")
-    description: str | None = Field(default=None, max_length=200)
-    architecture: Literal["x86_64", "arm64"] | None = Field(default=None,
-                                                            description="default: from debian.architecture")
-    boot_mode: Literal["legacy-bios", "uefi", "uefi-preferred"] = "uefi-preferred"
-    ena: bool = True
-    root_device: Annotated[str, Field(pattern=r"^/dev/[a-z0-9]+$")] = "/dev/xvda"
-    volume_size: int | None = Field(default=None, ge=1, le=65536, description="GiB; default: the image rounded up")
-    volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"] = "gp3"
-    encrypted: bool = False
-    kms_key_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:kms:")
-    workers: int = Field(default=8, ge=1, le=64, description="parallel PutSnapshotBlock calls")
-    retention: int | None = Field(default=None, ge=1, description="keep this many newest versions; none: keep all")
-    share_accounts: list[AccountId] = Field(default_factory=list)
-    copy_regions: list[Region] = Field(default_factory=list)
-    s3_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    s3_prefix: str = Field(default="bootkiln/", pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$")
-    instance_type: Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")] = "t3.small"
-    subnet_id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]+$")
-    security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]+$")]] = Field(default_factory=list)
-    key_name: str | None = None
-    route53_zone_id: str | None = Field(default=None, pattern=r"^(/hostedzone/)?[A-Z0-9]+$")
-    record_ttl: int = Field(default=300, ge=0, le=2147483647)
-    record_address: Literal["private", "public"] = "private"
+    region: Region | None = Field(
+        default=None,
+        description=(
+            "AWS region to publish and launch in; otherwise `AWS_REGION`, `AWS_DEFAULT_REGION` or the AWS "
+            "config file (credentials always come from boto3's standard chain)"),
+        json_schema_extra={"shown_default": "from the environment"},
+    )
+    ami_name: AmiName | None = Field(
+        default=None,
+        description="AMI family name; versions are registered as `<ami_name>-v1`, `-v2`, ...",
+        json_schema_extra={"shown_default": "`bootkiln-<name>`"},
+    )
+    description: str | None = Field(
+        default=None,
+        max_length=200,
+        description="AMI description",
+        json_schema_extra={"shown_default": "from `description`"},
+    )
+    architecture: Literal["x86_64", "arm64"] | None = Field(
+        default=None,
+        description="`x86_64` or `arm64`; must match the image",
+        json_schema_extra={"shown_default": "from `debian.architecture`"},
+    )
+    boot_mode: Literal["legacy-bios", "uefi", "uefi-preferred"] = Field(
+        default="uefi-preferred",
+        description="`legacy-bios`, `uefi` or `uefi-preferred` (arm64: `uefi`)",
+    )
+    ena: bool = Field(
+        default=True,
+        description="register the AMI with ENA support",
+    )
+    root_device: Annotated[str, Field(pattern=r"^/dev/[a-z0-9]+$")] = Field(
+        default="/dev/xvda",
+        description="root device name of the AMI",
+    )
+    volume_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="root volume size in GiB",
+        json_schema_extra={"shown_default": "the image, rounded up"},
+    )
+    volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"] = Field(
+        default="gp3",
+        description="root volume type",
+    )
+    encrypted: bool = Field(
+        default=False,
+        description="make the snapshot encrypted (with `aws.kms_key_arn`, or the account's default key)",
+    )
+    kms_key_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:kms:",
+        description="KMS key for an encrypted snapshot",
+    )
+    workers: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="parallel block uploads (1-64); at most 2 blocks of 512 KiB per worker are in memory",
+    )
+    retention: int | None = Field(
+        default=None,
+        ge=1,
+        description="keep this many newest AMI versions; older ones are deregistered and their snapshots deleted",
+        json_schema_extra={"shown_default": "none (keep all)"},
+    )
+    share_accounts: list[AccountId] = Field(
+        default_factory=list,
+        description="12-digit account IDs given launch permission",
+    )
+    copy_regions: list[Region] = Field(
+        default_factory=list,
+        description="other regions the AMI is copied to",
+    )
+    s3_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="bucket for `invoke upload-iso`",
+    )
+    s3_prefix: str = Field(
+        default="bootkiln/",
+        pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$",
+        description="key prefix in that bucket (objects go to `<prefix><name>/<manifest sha256[:16]>/`)",
+    )
+    instance_type: Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")] = Field(
+        default="t3.small",
+        description="instance type for `invoke launch`",
+    )
+    subnet_id: str | None = Field(
+        default=None,
+        pattern=r"^subnet-[0-9a-f]+$",
+        description="subnet for `invoke launch`",
+        json_schema_extra={"shown_default": "none (default VPC)"},
+    )
+    security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]+$")]] = Field(
+        default_factory=list,
+        description="security groups for `invoke launch`",
+    )
+    key_name: str | None = Field(
+        default=None,
+        description="EC2 key pair for `invoke launch`",
+    )
+    route53_zone_id: str | None = Field(
+        default=None,
+        pattern=r"^(/hostedzone/)?[A-Z0-9]+$",
+        description="hosted zone that gets an A record for the launched host (none: no record)",
+    )
+    record_ttl: int = Field(
+        default=300,
+        ge=0,
+        le=2147483647,
+        description="TTL of that record",
+    )
+    record_address: Literal["private", "public"] = Field(
+        default="private",
+        description="which address the record points at: `private` or `public`",
+    )
 
     @model_validator(mode="after")
     def _kms_key_means_encrypted(self) -> AwsSettings:
