@@ -16,6 +16,8 @@ from bootkiln.errors import InputError
 from bootkiln.paths import Workspace
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
+from bootkiln.publish.manifest import read_manifest
+from bootkiln.publish.target import PublishTarget
 
 
 def _where(profile: Profile) -> str:
@@ -37,35 +39,15 @@ def publish_ami(profile_ref: str | None, image: str | None = None, manifest: str
     """Upload the disk image as an EBS snapshot, register it as the next AMI version, share, copy, retire."""
 
     def action(reporter: Reporter) -> None:
-        from bootkiln.publish.aws.ami import ImageSpec, Publisher
-        from bootkiln.publish.aws.ebs_upload import RichProgress
-        from bootkiln.publish.aws.manifest import read_manifest
-        from bootkiln.publish.aws.session import connect
+        from bootkiln.publish.aws.target import AwsTarget
 
         profile = load_profile(profile_ref)
-        spec = ImageSpec.from_settings(profile.aws, profile=profile.name, where=_where(profile),
-                                       debian_architecture=profile.debian.architecture,
-                                       profile_description=profile.description)
+        target: PublishTarget = AwsTarget(profile, session=session, wait_delay=wait_delay)
+        target.check("image")
         out = _out(profile)
         image_path = _existing_file(Path(image) if image else out / "disk.img", "disk image", "build-disk", "--image")
         build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task="build-disk")
-        ctx = connect(profile.aws, session=session)
-        with reporter.stage("publish-ami", f"{spec.family} in {ctx.region}") as stage:
-            if build.check_artifact(image_path.name, image_path) is None:
-                reporter.warn(f"{build.path} does not list {image_path.name}; its sha256 was not checked")
-            publisher = Publisher(ctx, info=reporter.info, warn=reporter.warn, progress=RichProgress(reporter.console),
-                                  wait_delay=wait_delay)
-            result = publisher.publish(spec, image_path, build.sha256)
-            stage.verb = "unchanged" if result.reused else "published"
-            stage.note = result.image_id
-        lines = [f"AMI {result.name}: {result.image_id} in {result.region}"
-                 f"{' (already published)' if result.reused else ''}",
-                 f"  snapshot {result.snapshot_id}", f"  manifest sha256 {build.sha256}"]
-        lines += [f"  copy in {region}: {image_id}" for region, image_id in result.copies.items()]
-        if result.shared_with:
-            lines.append(f"  launch permission: {', '.join(result.shared_with)}")
-        lines += [f"  retired {entry}" for entry in result.retired]
-        reporter.info("\n".join(lines))
+        reporter.info("\n".join(target.publish_image(image_path, build, reporter).lines))
 
     return guarded(action)
 
@@ -75,36 +57,15 @@ def upload_iso(profile_ref: str | None, iso: str | None = None, manifest: str | 
     """Upload the ISO (multipart, SHA-256 per part) and its manifest to the profile's S3 bucket."""
 
     def action(reporter: Reporter) -> None:
-        from bootkiln.hashing import sha256_file
-        from bootkiln.publish.aws.ebs_upload import RichProgress
-        from bootkiln.publish.aws.manifest import read_manifest
-        from bootkiln.publish.aws.s3_upload import IsoUploader, S3Target
-        from bootkiln.publish.aws.session import connect
+        from bootkiln.publish.aws.target import AwsTarget
 
         profile = load_profile(profile_ref)
-        bucket = profile.aws.s3_bucket
-        if bucket is None:
-            raise InputError(f"{_where(profile)}: key 'aws.s3_bucket' is not set",
-                             hint="name the bucket the ISO goes to in the profile's [aws] table")
+        target: PublishTarget = AwsTarget(profile, session=session, part_size=part_size)
+        target.check("iso")
         out = _out(profile)
         iso_path = _existing_file(Path(iso) if iso else out / "boot.iso", "ISO", "build-iso", "--iso")
         build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task="build-iso")
-        ctx = connect(profile.aws, session=session)
-        with reporter.stage("upload-iso", f"s3://{bucket}/{profile.aws.s3_prefix}") as stage:
-            digest = build.check_artifact(iso_path.name, iso_path)
-            if digest is None:
-                reporter.warn(f"{build.path} does not list {iso_path.name}; its sha256 was not checked")
-                digest = sha256_file(iso_path)
-            uploader = IsoUploader(ctx, workers=min(profile.aws.workers, 8), part_size=part_size,
-                                   progress=RichProgress(reporter.console))
-            target = S3Target(bucket, profile.aws.s3_prefix, profile.name, build.sha256)
-            result = uploader.upload(iso_path, build.path, target, iso_sha256=digest, profile=profile.name)
-            stage.verb = "unchanged" if result.reused else "uploaded"
-        rate = result.size / result.seconds / (1 << 20) if result.seconds else 0.0
-        reporter.info(f"ISO: {result.url}{' (already uploaded)' if result.reused else ''}\n"
-                      f"  {result.size:,} bytes in {result.parts} parts, {rate:,.1f} MiB/s\n"
-                      f"  sha256 {digest}; S3 SHA-256 checksum {result.checksum}\n"
-                      f"  manifest s3://{result.bucket}/{result.manifest_key} (sha256 {build.sha256})")
+        reporter.info("\n".join(target.upload_iso(iso_path, build, reporter).lines))
 
     return guarded(action)
 
