@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tests.support.nfsserver import exports_from_published
 
 from bootkiln.core.pipeline import preflight
 from bootkiln.errors import InputError
@@ -68,3 +69,17 @@ def test_initramfs_gets_nfsroot_and_device() -> None:
     text = nfsroot_settings(load_profile("diskless"))
     assert "NFSROOT=10.0.2.2:/srv/bootkiln/diskless/root\n" in text and "DEVICE=eth0\n" in text
     assert nfsroot_settings(load_profile(None)) == "NFSROOT=\n"
+
+
+def test_the_test_server_reads_back_the_published_exports(tmp_path: Path) -> None:
+    settings = load_profile("diskless").nfsroot
+    roots = {path: tmp_path / name for path, name in (("/srv/bootkiln/diskless/root", "root"),
+                                                      ("/srv/bootkiln/diskless/usr", "usr"),
+                                                      ("/srv/bootkiln/diskless/home", "home"))}
+    exports = exports_from_published(ganesha_exports(settings), roots)
+    assert [(e.export_id, e.path, e.pseudo, e.read_only, e.root_squash) for e in exports] == [
+        (1, tmp_path / "root", "/srv/bootkiln/diskless/root", True, False),
+        (2, tmp_path / "usr", "/srv/bootkiln/diskless/usr", True, False),
+        (3, tmp_path / "home", "/srv/bootkiln/diskless/home", True, False)]
+    with pytest.raises(ValueError, match="has no local folder"):
+        exports_from_published(ganesha_exports(settings), {})

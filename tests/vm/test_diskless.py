@@ -15,7 +15,7 @@ from bootkiln.stages.base import StageResult
 from bootkiln.verify.qemu import Accel, boot
 from tests.conftest import component_missing
 from tests.fixtures import DisklessBuild
-from tests.support.nfsserver import Export, NfsServer
+from tests.support.nfsserver import NfsServer, exports_from_published
 
 MARKER = "BOOTKILN-BOOT-OK stage=diskless"
 
@@ -47,8 +47,11 @@ def test_diskless_client_boots_with_its_root_over_nfs(diskless: DisklessBuild, a
     extract(diskless.nfsroot.artifact("nfsroot.tar"), root)
     extract(diskless.rootfs.artifact("rootfs.tar"), server, prefix="./usr")
     home.mkdir()
-    exports = [Export(root, "/srv/bootkiln/diskless/root"), Export(server / "usr", "/srv/bootkiln/diskless/usr"),
-               Export(home, "/srv/bootkiln/diskless/home")]
+    # Serve what the build published for the server, each export from the folder the tree was unpacked to.
+    published = diskless.build.workspace.output_dir(diskless.build.profile.name) / "ganesha-exports.conf"
+    exports = exports_from_published(published.read_text(), {
+        "/srv/bootkiln/diskless/root": root, "/srv/bootkiln/diskless/usr": server / "usr",
+        "/srv/bootkiln/diskless/home": home})
     reporter = Reporter(quiet_output=True)
     iso = diskless.build.results["iso"].artifact("boot.iso")
     with NfsServer(exports, workdir=tmp_path / "nfs"):

@@ -1,22 +1,4 @@
-"""A real, private, userspace NFS server (NFS-Ganesha) on the host's loopback, for diskless boots in QEMU.
-
-The kernel on the build hosts has no nfsd, so this runs NFS-Ganesha with its VFS FSAL. Ganesha will not start
-without an rpcbind to register with, and a plain rpcbind listens on 0.0.0.0:111 and owns the host-wide
-/run/rpcbind.sock. So each server gets:
-
-* an rpcbind in private network, mount and PID namespaces, where ``/run`` is a bind mount of ``<workdir>/run``:
-  it listens on nothing outside the namespace, and its socket is ``<workdir>/run/rpcbind.sock``;
-* a ganesha.nfsd that joins only that mount namespace (so it finds that socket at /run/rpcbind.sock and keeps
-  its pid file, blkid cache and Kerberos ccache under ``<workdir>/run``, and sees no D-Bus system bus) but stays
-  in the host's network namespace, listening on 127.0.0.1 where QEMU's user networking (slirp) reaches it as
-  10.0.2.2.
-
-A guest cannot reach that rpcbind, so it mounts with explicit ports; :func:`mount_options` builds the options.
-Both daemons are started with a parent-death signal, so even a SIGKILLed Python leaves nothing running.
-
-Requires root (namespaces, bind mounts, open_by_handle_at), the Debian packages in :data:`REQUIRED_PACKAGES`, and
-export directories on a filesystem that supports file handles (ext4, xfs, btrfs, tmpfs; not overlayfs).
-"""
+"""The server process pair (rpcbind in private namespaces, ganesha.nfsd on loopback) and its lifecycle."""
 
 from __future__ import annotations
 
@@ -31,41 +13,29 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Final, Self
 
-__all__ = [
-    "DEFAULT_MOUNT_PORT",
-    "DEFAULT_NFS_PORT",
-    "GUEST_ADDRESS",
-    "HOST_ADDRESS_FROM_GUEST",
-    "REQUIRED_PACKAGES",
-    "Export",
-    "NfsEnvironmentError",
-    "NfsServer",
-    "NfsServerError",
-    "NfsStartError",
-    "NfsVersion",
-    "ganesha_config",
-    "missing_packages",
-    "mount_export_list",
-    "mount_options",
-    "mount_status",
-    "rpc_call",
-]
-
-DEFAULT_NFS_PORT: Final = 2049
-DEFAULT_MOUNT_PORT: Final = 20048
-HOST_ADDRESS_FROM_GUEST: Final = "10.0.2.2"  # slirp's alias for the host's 127.0.0.1
-GUEST_ADDRESS: Final = "10.0.2.15"  # the address slirp's DHCP hands the (first) guest
-
-NfsVersion = Literal["3", "4", "4.0", "4.1", "4.2"]
+from tests.support.nfsserver.config import (
+    DEFAULT_MOUNT_PORT,
+    DEFAULT_NFS_PORT,
+    GUEST_ADDRESS,
+    HOST_ADDRESS_FROM_GUEST,
+    Export,
+    NfsVersion,
+    _check_config_path,
+    _check_port,
+    _check_protocols,
+    ganesha_config,
+    mount_options,
+)
+from tests.support.nfsserver.errors import NfsEnvironmentError, NfsServerError, NfsStartError
+from tests.support.nfsserver.rpc import NFS_PROGRAM, mount_export_list, rpc_call
 
 _SBIN_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FSAL_VFS_GLOBS: Final = (
@@ -89,229 +59,11 @@ REQUIRED_PACKAGES: Final[dict[str, tuple[str, ...]]] = {
 # PID namespace dies the kernel kills the rest. A constant script: the values arrive as "$1" and "$2".
 _RPCBIND_SCRIPT: Final = 'set -e; mount --bind "$1" /run; ip link set lo up; "$2" -f'
 
-_PSEUDO_RE: Final = re.compile(r"^(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+$")
-_UNSAFE_PATH_CHARS: Final = re.compile(r'["\\\x00-\x1f\x7f]')
 # Ganesha starts even when an export fails (it just leaves it out), so its log is read after start: every config
 # complaint and every CRIT/MAJ/FATAL line is an error, except the ones every start here logs, which are harmless:
 # no D-Bus system bus (on purpose), and the Kerberos callback credential a GSSAPI build always tries to get.
 _LOG_PROBLEM_RE: Final = re.compile(r"config_errs_to_log| :(CRIT|MAJ|FATAL) :")
 _LOG_HARMLESS_RE: Final = re.compile(r" :DBUS :CRIT :|gssd_refresh_krb5_machine_credential")
-
-
-class NfsServerError(RuntimeError):
-    """Base class: the NFS server could not be set up, or did not answer. ``hint`` says what to try next."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        self.message = message
-        self.hint = hint
-        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
-
-
-class NfsEnvironmentError(NfsServerError):
-    """This machine cannot run the server (missing packages, not root, port taken): fix the host, not the code."""
-
-
-class NfsStartError(NfsServerError):
-    """A daemon failed to start or to become ready. ``log_tail`` holds the relevant lines of its logs."""
-
-    def __init__(self, message: str, log_tail: Sequence[str] = (), hint: str = "") -> None:
-        self.log_tail = list(log_tail)
-        super().__init__(message, hint)
-        if self.log_tail:
-            self.args = (self.args[0] + "\n  from the logs:\n" + "\n".join(f"    {x}" for x in self.log_tail),)
-
-
-@dataclasses.dataclass(frozen=True)
-class Export:
-    """One host directory, served at ``pseudo`` to every allowed client.
-
-    ``pseudo`` is the path clients mount, for NFSv4 and (because the config sets ``mount_path_pseudo``) for NFSv3
-    too: ``10.0.2.2:/srv/nfsroot``. ``export_id`` (1..65535) is Ganesha's key for the export and part of every file
-    handle; leave it None to number exports 1, 2, ... in order. Root is not squashed unless ``root_squash``.
-    """
-
-    path: Path
-    pseudo: str
-    read_only: bool = True
-    export_id: int | None = None
-    root_squash: bool = False
-
-
-def _check_config_path(path: Path, what: str) -> None:
-    if not path.is_absolute():
-        raise ValueError(f"{what} {path} must be an absolute path")
-    if _UNSAFE_PATH_CHARS.search(str(path)):
-        raise ValueError(f"{what} {str(path)!r} contains a quote, backslash or control character, which "
-                         "Ganesha's config syntax cannot carry; use a plainer path")
-
-
-def _numbered(exports: Sequence[Export]) -> list[tuple[int, Export]]:
-    """Validate the exports and give each its id (explicit, or the next one free counting from 1)."""
-    if not exports:
-        raise ValueError("no exports: give at least one Export(path=..., pseudo=...)")
-    explicit = [e.export_id for e in exports if e.export_id is not None]
-    for export_id in explicit:
-        if not 1 <= export_id <= 65535:
-            raise ValueError(f"export_id {export_id} is out of range 1..65535 (0 is Ganesha's NFSv4 pseudo root)")
-    if len(set(explicit)) != len(explicit):
-        raise ValueError(f"duplicate export_id in {sorted(explicit)}")
-    used = set(explicit)
-    next_id = 1
-    numbered: list[tuple[int, Export]] = []
-    pseudos: set[str] = set()
-    for export in exports:
-        if not _PSEUDO_RE.fullmatch(export.pseudo) or any(p in (".", "..") for p in export.pseudo.split("/")):
-            raise ValueError(f"pseudo path {export.pseudo!r} must be absolute, not '/', with components made of "
-                             "letters, digits and ._+- (for example '/srv/nfsroot')")
-        if export.pseudo in pseudos:
-            raise ValueError(f"pseudo path {export.pseudo} is used by two exports")
-        pseudos.add(export.pseudo)
-        _check_config_path(export.path, "export path")
-        if export.export_id is not None:
-            numbered.append((export.export_id, export))
-            continue
-        while next_id in used:
-            next_id += 1
-        used.add(next_id)
-        numbered.append((next_id, export))
-    return numbered
-
-
-def _check_protocols(protocols: Sequence[int]) -> tuple[int, ...]:
-    chosen = tuple(sorted(set(protocols)))
-    if not chosen or any(p not in (3, 4) for p in chosen):
-        raise ValueError(f"protocols {tuple(protocols)} must be a non-empty subset of (3, 4)")
-    return chosen
-
-
-def _check_port(port: int, what: str) -> None:
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{what} {port} is out of range 0..65535 (0 picks a free port)")
-
-
-def _quote(value: str) -> str:
-    return f'"{value}"'
-
-
-def ganesha_config(
-    exports: Sequence[Export],
-    *,
-    nfs_port: int = DEFAULT_NFS_PORT,
-    mount_port: int = DEFAULT_MOUNT_PORT,
-    protocols: Sequence[int] = (3, 4),
-    bind_address: str = "127.0.0.1",
-    clients: Sequence[str] = ("127.0.0.1",),
-    recovery_root: Path | None = None,
-    plugins_dir: Path | None = None,
-    graceless: bool = True,
-) -> str:
-    """Return the text of a ganesha.conf serving ``exports``. Pure: touches no files, so it is unit-testable.
-
-    NLM (locking), RQUOTA, 9P and UDP are off, so Ganesha opens exactly two TCP listeners, ``nfs_port`` and
-    (with NFSv3) ``mount_port``, on ``bind_address``. Only ``clients`` (addresses or networks) get access. With
-    ``graceless`` the NFSv4 grace period is skipped, so a fresh server grants the first OPEN at once.
-    """
-    numbered = _numbered(exports)
-    chosen = _check_protocols(protocols)
-    for port, what in ((nfs_port, "nfs_port"), (mount_port, "mount_port")):
-        _check_port(port, what)
-        if port == 0:
-            raise ValueError(f"{what} 0: ganesha_config needs the real port (NfsServer resolves 0 to a free one)")
-    ipaddress.ip_address(bind_address)  # raises ValueError with a clear message
-    if not clients:
-        raise ValueError("clients is empty: no one could mount")
-    for client in clients:
-        ipaddress.ip_network(client, strict=False)
-    if recovery_root is not None:
-        _check_config_path(recovery_root, "recovery_root")
-    if plugins_dir is not None:
-        _check_config_path(plugins_dir, "plugins_dir")
-    proto_list = ", ".join(str(p) for p in chosen)
-    client_list = ", ".join(clients)
-
-    lines = [
-        "# Generated by bootkiln's nfsserver; every value below is deliberate, see its README.",
-        "NFS_CORE_PARAM {",
-        f"    Bind_Addr = {bind_address};",
-        f"    NFS_Port = {nfs_port};",
-    ]
-    if 3 in chosen:
-        lines.append(f"    MNT_Port = {mount_port};")
-    lines += [
-        f"    Protocols = {proto_list};",  # no 9P (port 564)
-        "    Enable_UDP = false;",
-        "    Enable_NLM = false;",  # no lockd/statd: guests mount with nolock
-        "    Enable_RQUOTA = false;",  # else port 875
-        "    Enable_NFSACL = false;",
-        "    mount_path_pseudo = true;",  # NFSv3 mounts the same path as NFSv4: the pseudo path
-        "    heartbeat_freq = 0;",  # no D-Bus heartbeat (there is no bus)
-    ]
-    if plugins_dir is not None:
-        lines.append(f"    Plugins_Dir = {_quote(str(plugins_dir))};")
-    lines += [
-        "}",
-        "",
-        "NFSv4 {",
-        f"    Graceless = {'true' if graceless else 'false'};",
-        "    Only_Numeric_Owners = true;",  # owners as '0', not 'root@localdomain' (guests run no idmapd)
-    ]
-    if recovery_root is not None:
-        lines.append(f"    RecoveryRoot = {_quote(str(recovery_root))};")
-    lines += [
-        "}",
-        "",
-        "NFS_KRB5 {",
-        "    Active_krb5 = false;",
-        "}",
-    ]
-    for export_id, export in numbered:
-        squash = "Root_Squash" if export.root_squash else "No_Root_Squash"
-        lines += [
-            "",
-            "EXPORT {",
-            f"    Export_Id = {export_id};",
-            f"    Path = {_quote(str(export.path))};",
-            f"    Pseudo = {_quote(export.pseudo)};",
-            f"    Protocols = {proto_list};",
-            "    Transports = TCP;",
-            "    SecType = sys;",
-            "    Access_Type = None;",  # everyone not listed in CLIENT below
-            f"    Squash = {squash};",
-            "    FSAL {",
-            "        Name = VFS;",
-            "    }",
-            "    CLIENT {",
-            f"        Clients = {client_list};",
-            f"        Access_Type = {'RO' if export.read_only else 'RW'};",
-            f"        Squash = {squash};",
-            "    }",
-            "}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def mount_options(
-    version: NfsVersion = "3",
-    *,
-    server: str = HOST_ADDRESS_FROM_GUEST,
-    nfs_port: int = DEFAULT_NFS_PORT,
-    mount_port: int = DEFAULT_MOUNT_PORT,
-    client_address: str = GUEST_ADDRESS,
-) -> str:
-    """The ``-o`` options a guest needs to mount from this server without a portmapper.
-
-    They are the kernel's own text options, so busybox's ``mount -t nfs -o <options> <server>:<pseudo> <dir>``
-    passes them through as they are (klibc's nfsmount cannot: it asks the portmapper). ``noacl`` avoids the NFSACL
-    side protocol, which Ganesha 4.3 mishandles; ``nolock`` because the server runs no NLM.
-    """
-    ipaddress.ip_address(server)
-    ipaddress.ip_address(client_address)
-    if version == "3":
-        return (f"vers=3,proto=tcp,port={nfs_port},mountport={mount_port},mountproto=tcp,"
-                f"nolock,noacl,addr={server}")
-    if version in ("4", "4.0", "4.1", "4.2"):
-        return f"vers={version},proto=tcp,port={nfs_port},addr={server},clientaddr={client_address}"
-    raise ValueError(f"NFS version {version!r} is not one of 3, 4, 4.0, 4.1, 4.2")
 
 
 def _which(name: str) -> str | None:
@@ -396,107 +148,6 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             kids.append(int(entry.name))
     return kids
-
-
-# A minimal ONC RPC client (RFC 5531, XDR per RFC 4506, TCP record marking), so the host can check that the
-# server really speaks NFS and MOUNT without a kernel NFS client (the build hosts have none).
-NFS_PROGRAM: Final = 100003
-MOUNT_PROGRAM: Final = 100005
-
-
-def _xdr_uint(value: int) -> bytes:
-    return struct.pack(">I", value)
-
-
-def _xdr_opaque(data: bytes) -> bytes:
-    return _xdr_uint(len(data)) + data + b"\0" * (-len(data) % 4)
-
-
-class _XdrReader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def uint(self) -> int:
-        if self.pos + 4 > len(self.data):
-            raise NfsServerError("truncated RPC reply")
-        (value,) = struct.unpack_from(">I", self.data, self.pos)
-        self.pos += 4
-        return int(value)
-
-    def opaque(self) -> bytes:
-        size = self.uint()
-        data = self.data[self.pos : self.pos + size]
-        if len(data) != size:
-            raise NfsServerError("truncated RPC reply")
-        self.pos += size + (-size % 4)
-        return data
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = sock.recv(size)
-        if not chunk:
-            raise NfsServerError("the RPC server closed the connection")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def rpc_call(address: str, port: int, program: int, version: int, procedure: int, args: bytes = b"", *,
-             timeout: float = 5.0, source: str | None = None) -> bytes:
-    """One ONC RPC call over TCP with AUTH_SYS root credentials; returns the XDR results. Raises NfsServerError.
-
-    ``source`` binds the client end to that address (127.0.0.2, say, to check that other clients are refused).
-    """
-    xid = int.from_bytes(os.urandom(4), "big")
-    cred = _xdr_uint(0) + _xdr_opaque(b"nfsserver") + _xdr_uint(0) + _xdr_uint(0) + _xdr_uint(0)
-    call = (_xdr_uint(xid) + _xdr_uint(0) + _xdr_uint(2) + _xdr_uint(program) + _xdr_uint(version)
-            + _xdr_uint(procedure) + _xdr_uint(1) + _xdr_opaque(cred) + _xdr_uint(0) + _xdr_opaque(b"") + args)
-    try:
-        with socket.create_connection((address, port), timeout, (source, 0) if source else None) as sock:
-            sock.sendall(_xdr_uint(0x80000000 | len(call)) + call)
-            reply = b""
-            while True:
-                (mark,) = struct.unpack(">I", _recv_exact(sock, 4))
-                reply += _recv_exact(sock, mark & 0x7FFFFFFF)
-                if mark & 0x80000000:
-                    break
-    except OSError as exc:
-        raise NfsServerError(f"RPC {program}/{version}/{procedure} to {address}:{port} failed: {exc}") from exc
-    reader = _XdrReader(reply)
-    if reader.uint() != xid or reader.uint() != 1:
-        raise NfsServerError("RPC reply with a foreign XID or not a REPLY")
-    if reader.uint() != 0:
-        raise NfsServerError(f"RPC {program}/{version}/{procedure} to {address}:{port} was denied")
-    reader.uint()  # verifier flavor
-    reader.opaque()
-    accept = reader.uint()
-    if accept != 0:
-        names = {1: "PROG_UNAVAIL", 2: "PROG_MISMATCH", 3: "PROC_UNAVAIL", 4: "GARBAGE_ARGS", 5: "SYSTEM_ERR"}
-        raise NfsServerError(f"RPC {program}/{version}/{procedure} to {address}:{port}: {names.get(accept, accept)}")
-    return reply[reader.pos :]
-
-
-def mount_status(path: str, address: str = "127.0.0.1", port: int = DEFAULT_MOUNT_PORT, *,
-                 source: str | None = None) -> int:
-    """MOUNTPROC3_MNT of ``path``: 0 if this client may mount it, else the MNT3ERR code.
-
-    Ganesha answers 13 (EACCES) both to a client not in ``clients`` and for a path it does not export.
-    """
-    return _XdrReader(rpc_call(address, port, MOUNT_PROGRAM, 3, 1, _xdr_opaque(path.encode()), source=source)).uint()
-
-
-def mount_export_list(address: str = "127.0.0.1", port: int = DEFAULT_MOUNT_PORT) -> list[str]:
-    """The paths the server's MOUNT v3 service lists (MOUNTPROC3_EXPORT): the pseudo paths, for Ganesha here."""
-    reader = _XdrReader(rpc_call(address, port, MOUNT_PROGRAM, 3, 5))
-    paths = []
-    while reader.uint():  # value follows
-        paths.append(reader.opaque().decode())
-        while reader.uint():  # groups
-            reader.opaque()
-    return paths
 
 
 def _tail(path: Path, n: int) -> list[str]:
@@ -845,4 +496,3 @@ def _must(name: str) -> str:
     if found is None:
         raise NfsEnvironmentError(f"{name} not found on PATH or in /usr/sbin, /sbin", "see missing_packages()")
     return found
-
