@@ -31,10 +31,10 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 
+from bootkiln.profile.aws import AwsSettings
 from bootkiln.publish.aws.ebs_upload import BLOCK_SIZE, SnapshotRequest, SnapshotUploader, UploadResult
 from bootkiln.publish.aws.retry import RetryPolicy
 from bootkiln.publish.aws.session import AwsContext, connect
-from bootkiln.publish.aws.settings import AwsSettings
 
 MIB = 1 << 20
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from tests.support.installtest import install_argv, run_install
 
 from bootkiln.console import Reporter
-from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Runner
 from bootkiln.installer.fakeimds import FakeImds
+from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.verify.qemu import choose_accel
 

@@ -17,10 +17,10 @@ import pytest
 
 from bootkiln.console import Reporter
 from bootkiln.core.engine import Engine, connect
-from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Builder, Host, Runner
 from bootkiln.errors import EnvironmentProblem
 from bootkiln.paths import Workspace
+from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.stages.base import StageResult
 from tests.conftest import component_missing

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from bootkiln.profile.aws import AwsSettings
 from bootkiln.publish.aws.ebs_upload import BLOCK_SIZE, SnapshotRequest, SnapshotUploader, UploadFailed, UploadResult
 from bootkiln.publish.aws.retry import RetryPolicy
 from bootkiln.publish.aws.session import AwsContext, connect
-from bootkiln.publish.aws.settings import AwsSettings
 from tests.aws.helpers import Faults, Recorder, image_block, patterned, session_with, sparse_image
 
 FAST = RetryPolicy(attempts=6, base=0.001, cap=0.01)

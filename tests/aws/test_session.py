@@ -9,9 +9,9 @@ import pytest
 
 from bootkiln.commands import publish as cli_actions
 from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.profile.aws import AwsSettings
 from bootkiln.publish.aws.ebs_upload import BLOCK_SIZE
 from bootkiln.publish.aws.session import connect
-from bootkiln.publish.aws.settings import AwsSettings
 from tests.aws.conftest import MotoServer
 from tests.aws.helpers import patterned, sparse_image, write_manifest
 

@@ -15,8 +15,8 @@ import pytest
 
 from bootkiln.console import Reporter
 from bootkiln.core.engine import Engine
-from bootkiln.core.pipeline import Build
 from bootkiln.formats.iso import list_iso
+from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import BASE_APPLETS
 from bootkiln.stages.base import StageResult

@@ -16,8 +16,8 @@ import pytest
 from bootkiln.console import Reporter
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine
-from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Builder, Host, Runner
+from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.stages.base import StageResult
 from tests.fixtures import ROOT, SessionBuild, invoke

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bootkiln.errors import InputError
+from bootkiln.profile.aws import AwsSettings
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
 from bootkiln.publish.aws.ami import ImageSpec
-from bootkiln.publish.aws.settings import AwsSettings
 
 WriteProfile = Callable[[str], Path]
 

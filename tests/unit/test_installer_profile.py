@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.core.pipeline import STAGES, Build, preflight
 from bootkiln.errors import InputError
+from bootkiln.pipeline import STAGES, Build, preflight
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import carries_payload, is_installer
 from bootkiln.stages.initramfs import installer_settings

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bootkiln.core.pipeline import preflight
 from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.pipeline import preflight
 from bootkiln.profile.loader import load_profile
 from bootkiln.stages.busybox import applet_symbols, missing_applets
 from bootkiln.verify import qemu

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tests.support.nfsserver import exports_from_published
 
-from bootkiln.core.pipeline import preflight
 from bootkiln.errors import InputError
+from bootkiln.pipeline import preflight
 from bootkiln.profile.loader import load_profile
 from bootkiln.stages.initramfs import nfsroot_settings
 from bootkiln.stages.nfsroot import excluded, ganesha_exports, kernel_exports, render_overlay

@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives import hashes
 
 from bootkiln.console import Reporter
 from bootkiln.core.engine import Engine
-from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Runner
 from bootkiln.installer.fakeimds import GUEST_GATEWAY, FakeImds, TokenMode
 from bootkiln.installer.userdata import UserData, decode
 from bootkiln.paths import Workspace
+from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.verify.qemu import Accel, uefi_vars
 from tests.fixtures import ROOT, InstallerBuild, invoke

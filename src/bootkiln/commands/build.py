@@ -21,7 +21,7 @@ class ReproducibilityError(BootkilnError):
 
 def rootfs(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
 
         build = Build(load_profile(profile_ref), reporter=reporter)
         result = build.rootfs()
@@ -36,7 +36,7 @@ def rootfs(profile_ref: str | None) -> int:
 
 def build(profile_ref: str | None, stages: list[str]) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import DEFAULT_TARGETS, STAGES, Build
+        from bootkiln.pipeline import DEFAULT_TARGETS, STAGES, Build
 
         unknown = [name for name in stages if name not in STAGES]
         if unknown:
@@ -56,7 +56,7 @@ def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from pathlib import Path
 
-        from bootkiln.core.pipeline import preflight
+        from bootkiln.pipeline import preflight
         from bootkiln.verify.reproduce import report, verify
 
         profile = load_profile(profile_ref)
@@ -92,7 +92,7 @@ def rebuild(manifest: str) -> int:
 
 def build_iso(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
 
         build = Build(load_profile(profile_ref), reporter=reporter)
         result = build.iso()
@@ -107,7 +107,7 @@ def build_iso(profile_ref: str | None) -> int:
 
 def build_disk(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
 
         build = Build(load_profile(profile_ref), reporter=reporter)
         result = build.disk()
@@ -123,7 +123,7 @@ def build_disk(profile_ref: str | None) -> int:
 
 def nfsroot(profile_ref: str | None, source: str | None) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
 
         profile = load_profile(profile_ref)
         if source:
@@ -141,7 +141,7 @@ def nfsroot(profile_ref: str | None, source: str | None) -> int:
 
 def boot_test(profile_ref: str | None, modes: list[str]) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
         from bootkiln.verify.boottest import boot_test as run_boots
 
         run_boots(Build(load_profile(profile_ref), reporter=reporter), modes)
@@ -152,7 +152,7 @@ def boot_test(profile_ref: str | None, modes: list[str]) -> int:
 
 def test_image(profile_ref: str | None, pytest_args: list[str]) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
         from bootkiln.verify.imagetest import test_image as run_checks
 
         build = Build(load_profile(profile_ref), reporter=reporter)
@@ -165,7 +165,7 @@ def test_image(profile_ref: str | None, pytest_args: list[str]) -> int:
 
 def builder(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
-        from bootkiln.core.pipeline import Build
+        from bootkiln.pipeline import Build
 
         image = Build(load_profile(profile_ref), reporter=reporter).builder
         reporter.info(f"builder image {image.tag} ({image.image_id}), base {image.base}")
@@ -176,7 +176,7 @@ def builder(profile_ref: str | None) -> int:
 def check_profile(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.core.overlay import plan_overlays
-        from bootkiln.core.pipeline import preflight
+        from bootkiln.pipeline import preflight
 
         profile = load_profile(profile_ref)
         preflight(profile)

@@ -1,1 +1,2 @@
-"""The build core: the pipeline, its stage cache, the builder image, the Docker engine and the one command runner."""
+"""The build machinery under the stages: stage cache, builder image, Docker engine, command runner,
+archive state, overlays and the build manifest."""

@@ -17,8 +17,8 @@ from pydantic import ByteSize, Field, field_validator
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import UserdataSettings
 from bootkiln.paths import project_root
+from bootkiln.profile.aws import AwsSettings
 from bootkiln.profile.model import StrictModel
-from bootkiln.publish.aws.settings import AwsSettings
 
 DEFAULT_PROFILE = "default"
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"

@@ -6,8 +6,8 @@ last serial lines.
 
 from __future__ import annotations
 
-from bootkiln.core.pipeline import Build
 from bootkiln.errors import BootkilnError, Fault, InputError
+from bootkiln.pipeline import Build
 from bootkiln.profile.schema import BOOT_MODES, ISO_BOOT_MODES, BootMode
 from bootkiln.verify.qemu import BootResult, boot, choose_accel, find_ovmf, is_uefi, qemu_binary
 

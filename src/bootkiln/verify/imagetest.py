@@ -16,9 +16,9 @@ from pathlib import Path
 import docker.errors
 
 from bootkiln.core.overlay import plan_overlays
-from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Host
 from bootkiln.paths import project_root
+from bootkiln.pipeline import Build
 
 ROOTFS_REPO = "bootkiln-rootfs"
 

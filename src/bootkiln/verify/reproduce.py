@@ -18,10 +18,10 @@ from typing import Any
 
 from bootkiln.console import Reporter
 from bootkiln.core.manifest import input_digests, load_manifest
-from bootkiln.core.pipeline import DEFAULT_TARGETS
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import EnvironmentProblem, InputError
 from bootkiln.paths import Workspace, project_root
+from bootkiln.pipeline import DEFAULT_TARGETS
 from bootkiln.profile.schema import Profile
 
 # What "every artifact of a profile" means: the stages whose outputs users take away.
@@ -150,7 +150,7 @@ def profile_from_manifest(data: dict[str, Any]) -> Profile:
 
 def rebuild(manifest_path: Path, reporter: Reporter) -> list[ArtifactCheck]:
     """Build what a manifest describes, in a fresh cache, and check each artifact against it."""
-    from bootkiln.core.pipeline import Build
+    from bootkiln.pipeline import Build
 
     data = load_manifest(manifest_path)
     profile = profile_from_manifest(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.profile.aws import ARCHITECTURES, AwsSettings
 from bootkiln.publish.aws.ebs_upload import (
     ProgressSink,
     SnapshotRequest,
@@ -25,7 +26,6 @@ from bootkiln.publish.aws.ebs_upload import (
 )
 from bootkiln.publish.aws.retry import RetryPolicy
 from bootkiln.publish.aws.session import AwsContext, aws_failure, translated
-from bootkiln.publish.aws.settings import ARCHITECTURES, AwsSettings
 
 TAG_NAME = "bootkiln:name"
 TAG_VERSION = "bootkiln:version"

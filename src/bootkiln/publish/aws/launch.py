@@ -16,9 +16,9 @@ from typing import Any
 
 from bootkiln.errors import EnvironmentProblem, InputError
 from bootkiln.installer.userdata import EC2_USERDATA_LIMIT
+from bootkiln.profile.aws import AwsSettings
 from bootkiln.publish.aws.ami import TAG_PROFILE, family_images
 from bootkiln.publish.aws.session import AwsContext, translated
-from bootkiln.publish.aws.settings import AwsSettings
 
 TAG_HOSTNAME = "bootkiln:hostname"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]

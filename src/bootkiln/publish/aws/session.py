@@ -27,7 +27,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 
 from bootkiln import __version__
 from bootkiln.errors import BootkilnError, EnvironmentProblem, InputError
-from bootkiln.publish.aws.settings import AwsSettings
+from bootkiln.profile.aws import AwsSettings
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 REGION_HINT = ("set aws.region in the profile, or AWS_REGION / AWS_DEFAULT_REGION, or region in ~/.aws/config "
