@@ -6,8 +6,9 @@ credentials) is checked before the first request is sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bootkiln.commands.guard import guarded
 from bootkiln.commands.installer import make_userdata, userdata_path, write_private
@@ -34,40 +35,47 @@ def _existing_file(path: Path, what: str, build_task: str, flag: str) -> Path:
     return path
 
 
+# What each artifact kind is called, its default file, the task that builds it and the flag that names another.
+_ARTIFACTS: dict[Literal["image", "iso"], tuple[str, str, str, str]] = {
+    "image": ("disk image", "disk.img", "build-disk", "--image"),
+    "iso": ("ISO", "boot.iso", "build-iso", "--iso"),
+}
+
+
+def _publish(profile_ref: str | None, what: Literal["image", "iso"], artifact: str | None, manifest: str | None,
+             make_target: Callable[[Profile], PublishTarget]) -> int:
+    """Check the target's settings, the artifact and its manifest, then hand them to the target."""
+
+    def action(reporter: Reporter) -> None:
+        profile = load_profile(profile_ref)
+        target = make_target(profile)
+        target.check(what)
+        description, default_name, build_task, flag = _ARTIFACTS[what]
+        out = _out(profile)
+        path = _existing_file(Path(artifact) if artifact else out / default_name, description, build_task, flag)
+        build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task=build_task)
+        publish = target.publish_image if what == "image" else target.upload_iso
+        reporter.info("\n".join(publish(path, build, reporter).lines))
+
+    return guarded(action)
+
+
 def publish_ami(profile_ref: str | None, image: str | None = None, manifest: str | None = None, *,
                 session: Any = None, wait_delay: float = 15.0) -> int:
     """Upload the disk image as an EBS snapshot, register it as the next AMI version, share, copy, retire."""
+    from bootkiln.publish.aws.target import AwsTarget
 
-    def action(reporter: Reporter) -> None:
-        from bootkiln.publish.aws.target import AwsTarget
-
-        profile = load_profile(profile_ref)
-        target: PublishTarget = AwsTarget(profile, session=session, wait_delay=wait_delay)
-        target.check("image")
-        out = _out(profile)
-        image_path = _existing_file(Path(image) if image else out / "disk.img", "disk image", "build-disk", "--image")
-        build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task="build-disk")
-        reporter.info("\n".join(target.publish_image(image_path, build, reporter).lines))
-
-    return guarded(action)
+    return _publish(profile_ref, "image", image, manifest,
+                    lambda profile: AwsTarget(profile, session=session, wait_delay=wait_delay))
 
 
 def upload_iso(profile_ref: str | None, iso: str | None = None, manifest: str | None = None, *,
                session: Any = None, part_size: int = 16 << 20) -> int:
     """Upload the ISO (multipart, SHA-256 per part) and its manifest to the profile's S3 bucket."""
+    from bootkiln.publish.aws.target import AwsTarget
 
-    def action(reporter: Reporter) -> None:
-        from bootkiln.publish.aws.target import AwsTarget
-
-        profile = load_profile(profile_ref)
-        target: PublishTarget = AwsTarget(profile, session=session, part_size=part_size)
-        target.check("iso")
-        out = _out(profile)
-        iso_path = _existing_file(Path(iso) if iso else out / "boot.iso", "ISO", "build-iso", "--iso")
-        build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task="build-iso")
-        reporter.info("\n".join(target.upload_iso(iso_path, build, reporter).lines))
-
-    return guarded(action)
+    return _publish(profile_ref, "iso", iso, manifest,
+                    lambda profile: AwsTarget(profile, session=session, part_size=part_size))
 
 
 def launch(profile_ref: str | None, hostname: str | None = None, ami: str | None = None,
