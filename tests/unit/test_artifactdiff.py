@@ -16,7 +16,7 @@ import pytest
 
 from bootkiln.formats.cpio import Compression, CpioEntry, compress, write_newc
 from bootkiln.formats.iso import pinned_pycdlib
-from bootkiln.verify.artifactdiff import Difference, compare_artifacts, describe
+from bootkiln.verify.diff import Difference, compare_artifacts, describe
 
 EPOCH = 1700000000
 
