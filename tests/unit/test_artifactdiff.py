@@ -471,6 +471,18 @@ def test_a_truncated_tar_falls_back_to_bytes(tmp_path: Path) -> None:
     assert found[-1].what.startswith("bytes 0x")
 
 
+def test_a_damaged_gzip_stream_falls_back_to_bytes(tmp_path: Path) -> None:
+    # A valid gzip header, then a deflate block of the reserved type 3: zlib raises its own error.
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+    one, two = tmp_path / "one.gz", tmp_path / "two.gz"
+    one.write_bytes(header + b"\x07" + bytes(16))
+    two.write_bytes(header + b"\x07" + bytes(15) + b"\x01")
+    found = compare_artifacts("initrd.img", one, two)
+    assert found[0].where == "initrd.img"
+    assert found[0].what.startswith("structural gzip comparison failed (error: Error -3 while decompressing")
+    assert found[-1] == Difference("initrd.img", "byte 0x1a differs")
+
+
 def test_bytes_no_parser_reads_are_still_located(tmp_path: Path) -> None:
     image = bytearray(fat12_image(serial=1, boot_efi=b"MZ", notes=b"x", stamp=EPOCH))
     one, two = tmp_path / "one.img", tmp_path / "two.img"

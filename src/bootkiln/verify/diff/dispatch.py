@@ -5,6 +5,7 @@ from __future__ import annotations
 import lzma
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import zstandard
@@ -25,7 +26,7 @@ from bootkiln.verify.diff.text import compare_text
 # byte comparison instead of aborting the whole report.
 _PARSE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, IndexError, KeyError, EOFError, OSError, struct.error, tarfile.TarError, lzma.LZMAError,
-    zstandard.ZstdError, PyCdlibException, RecursionError,
+    zlib.error, zstandard.ZstdError, PyCdlibException, RecursionError,
 )
 
 _COMPARERS: dict[str, Comparer] = {
