@@ -107,8 +107,11 @@ def parse_entries(array: bytes, entry_size: int) -> list[GptEntry]:
 
 def read_header(handle: BinaryIO, offset: int) -> GptHeader:
     """The header at `offset`, unchecked beyond its signature."""
-    handle.seek(offset)
-    raw = handle.read(SECTOR)
+    # An offset past the end reads nothing; one past what seek takes (a damaged LBA) must not raise.
+    raw = b""
+    if offset < handle.seek(0, os.SEEK_END):
+        handle.seek(offset)
+        raw = handle.read(SECTOR)
     if raw[:8] != SIGNATURE or len(raw) < HEADER.size:
         raise CorruptArtifact(f"no GPT header at byte {offset}")
     return parse_header(raw, offset)
@@ -120,6 +123,8 @@ def read_entries(handle: BinaryIO, header: GptHeader) -> list[GptEntry]:
     if not ENTRY.size <= entry_size <= _MAX_ENTRY_SIZE or count > _MAX_SLOTS:
         raise CorruptArtifact(f"GPT at byte {header.offset} declares {count} entries of {entry_size} bytes")
     start, end = header.entries_span
+    if start >= handle.seek(0, os.SEEK_END):
+        return []
     handle.seek(start)
     return parse_entries(handle.read(end - start), entry_size)
 
@@ -144,10 +149,10 @@ def read_primary(handle: BinaryIO) -> list[GptEntry]:
     if entry_size < ENTRY.size or entry_size % 8 or count * entry_size > _MAX_ARRAY:
         raise CorruptArtifact(f"implausible GPT entry array ({count} entries of {entry_size} bytes)")
     start, end = header.entries_span
+    if end > image_size:  # checked before seeking: a damaged LBA can lie past what seek takes
+        raise CorruptArtifact("GPT entry array runs past the end of the image")
     handle.seek(start)
     array = handle.read(end - start)
-    if len(array) != end - start:
-        raise CorruptArtifact("GPT entry array runs past the end of the image")
     if zlib.crc32(array) != header.entries_crc:
         raise CorruptArtifact("GPT partition entry array CRC32 mismatch (corrupt entries)")
     used = [entry for entry in parse_entries(array, entry_size) if entry.used]  # numbering counts unused slots
