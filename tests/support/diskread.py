@@ -5,6 +5,8 @@ device-mapper need root and a cooperative kernel (CI containers often have neith
 reads the on-disk formats directly and only shells out to `debugfs`, which opens a filesystem
 image as a plain file.
 
+The GPT itself is read by bootkiln.formats.gpt, which the artifact diff shares.
+
 Supported: GPT with 512-byte sectors; an LVM2 PV inside one partition whose LVs are linear
 (`striped` with one stripe, any number of segments) on that same PV. Anything else is refused
 with an error that names the image and the layout, never guessed at.
@@ -18,7 +20,6 @@ import re
 import shutil
 import struct
 import subprocess
-import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import TypeAlias
 
 from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.formats import gpt
+from bootkiln.formats.corrupt import CorruptArtifact
 
-SECTOR = 512
+SECTOR = gpt.SECTOR  # LVM counts in 512-byte sectors too
 CHUNK = 1 << 20  # extract() copies, and leaves holes for zeros, in units of this many bytes
 
 
@@ -67,7 +70,7 @@ def probe_disk(image: Path) -> DiskLabel:
     types: tuple[int, ...] = ()
     if signature:
         types = tuple(head[446 + 16 * index + 4] for index in range(4) if head[446 + 16 * index + 4])
-    return DiskLabel(signature, types, head[SECTOR:SECTOR + 8] == b"EFI PART")
+    return DiskLabel(signature, types, head[SECTOR:SECTOR + 8] == gpt.SIGNATURE)
 
 
 @dataclass(frozen=True)
@@ -89,64 +92,24 @@ class Partition:
         return (self.last_lba - self.first_lba + 1) * SECTOR
 
 
-# Signature, revision, header size, header CRC, reserved, my LBA, alternate LBA, first and last
-# usable LBA, disk GUID, entry array LBA, entry count, entry size, entry array CRC.
-_GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
-_GPT_ENTRY = struct.Struct("<16s16sQQQ72s")
-_MAX_GPT_ARRAY = 1 << 20  # the spec's minimum is 16 KiB; anything near this is corrupt
-
-
-def _guid(raw: bytes) -> str:
-    # GPT stores the first three GUID fields little-endian and the last two as bytes.
-    return str(uuid.UUID(bytes_le=raw))
-
-
 def read_gpt(image: Path) -> list[Partition]:
     """The used entries of the primary GPT, checksums verified, in entry-array order."""
-    image_size = image.stat().st_size
     header = _read_at(image, SECTOR, SECTOR)
-    if header[:8] != b"EFI PART":
-        if _read_at(image, 4096, 8) == b"EFI PART":
+    if header[:8] != gpt.SIGNATURE:
+        if _read_at(image, 4096, 8) == gpt.SIGNATURE:
             raise UnsupportedLayout(f"{image}: GPT with 4096-byte sectors is not supported")
         label = probe_disk(image)
         what = "no partition table"
         if label.has_partition_table:
             what = "an MBR with partition types " + ", ".join(f"{kind:#04x}" for kind in label.mbr_types)
         raise DiskReadError(f"{image}: no GPT header at LBA 1 (found {what})")
-    if len(header) < _GPT_HEADER.size:
-        raise DiskReadError(f"{image}: truncated GPT header")
-    (_, _, header_size, header_crc, _, my_lba, _, first_usable, last_usable, _, entries_lba,
-     count, entry_size, entries_crc) = _GPT_HEADER.unpack_from(header)
-    if not _GPT_HEADER.size <= header_size <= SECTOR:
-        raise DiskReadError(f"{image}: GPT header size {header_size} is out of range")
-    blanked = header[:16] + b"\0\0\0\0" + header[20:header_size]
-    if zlib.crc32(blanked) != header_crc:
-        raise DiskReadError(f"{image}: GPT header CRC32 mismatch (corrupt primary GPT header)")
-    if my_lba != 1:
-        raise DiskReadError(f"{image}: primary GPT header claims to be at LBA {my_lba}, not 1")
-    if entry_size < _GPT_ENTRY.size or entry_size % 8 or count * entry_size > _MAX_GPT_ARRAY:
-        raise DiskReadError(f"{image}: implausible GPT entry array ({count} entries of {entry_size} bytes)")
-    array = _read_at(image, entries_lba * SECTOR, count * entry_size)
-    if len(array) != count * entry_size:
-        raise DiskReadError(f"{image}: GPT entry array runs past the end of the image")
-    if zlib.crc32(array) != entries_crc:
-        raise DiskReadError(f"{image}: GPT partition entry array CRC32 mismatch (corrupt entries)")
-
-    partitions = []
-    for index in range(count):
-        type_raw, unique_raw, first, last, attributes, name_raw = _GPT_ENTRY.unpack_from(array, index * entry_size)
-        if type_raw == bytes(16):
-            continue  # an unused slot; numbering still counts it
-        number = index + 1
-        if not first_usable <= first <= last <= last_usable:
-            raise DiskReadError(f"{image}: GPT partition {number} spans LBA {first}-{last}, "
-                                f"outside the usable LBA {first_usable}-{last_usable}")
-        if (last + 1) * SECTOR > image_size:
-            raise DiskReadError(f"{image}: GPT partition {number} ends past the end of the image "
-                                f"({(last + 1) * SECTOR} > {image_size} bytes); is the image truncated?")
-        name = name_raw.decode("utf-16-le", errors="replace").split("\0", 1)[0].strip()
-        partitions.append(Partition(number, name, _guid(type_raw), _guid(unique_raw), first, last, attributes))
-    return partitions
+    try:
+        with image.open("rb") as handle:
+            entries = gpt.read_primary(handle)
+    except CorruptArtifact as error:
+        raise DiskReadError(f"{image}: {error}") from None
+    return [Partition(entry.number, entry.name, entry.type_guid, entry.unique_guid, entry.first_lba, entry.last_lba,
+                      entry.attributes) for entry in entries]
 
 
 # --- LVM2: on-disk label and metadata area ------------------------------------------------------

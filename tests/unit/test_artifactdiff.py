@@ -16,7 +16,7 @@ import pytest
 
 from bootkiln.formats.cpio import Compression, CpioEntry, compress, write_newc
 from bootkiln.formats.iso import pinned_pycdlib
-from bootkiln.verify.artifactdiff import Difference, compare_artifacts, describe
+from bootkiln.verify.diff import Difference, compare_artifacts, describe
 
 EPOCH = 1700000000
 
@@ -469,6 +469,18 @@ def test_a_truncated_tar_falls_back_to_bytes(tmp_path: Path) -> None:
     assert found[0].what.startswith("structural tar comparison failed (")
     assert found[0].what.endswith("; comparing raw bytes")
     assert found[-1].what.startswith("bytes 0x")
+
+
+def test_a_damaged_gzip_stream_falls_back_to_bytes(tmp_path: Path) -> None:
+    # A valid gzip header, then a deflate block of the reserved type 3: zlib raises its own error.
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+    one, two = tmp_path / "one.gz", tmp_path / "two.gz"
+    one.write_bytes(header + b"\x07" + bytes(16))
+    two.write_bytes(header + b"\x07" + bytes(15) + b"\x01")
+    found = compare_artifacts("initrd.img", one, two)
+    assert found[0].where == "initrd.img"
+    assert found[0].what.startswith("structural gzip comparison failed (error: Error -3 while decompressing")
+    assert found[-1] == Difference("initrd.img", "byte 0x1a differs")
 
 
 def test_bytes_no_parser_reads_are_still_located(tmp_path: Path) -> None:

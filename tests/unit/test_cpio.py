@@ -1,9 +1,11 @@
-"""The native cpio writer: newc format read back by GNU cpio, determinism and compression."""
+"""The native cpio writer: newc format read back by GNU cpio, determinism and compression; the newc reader."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from bootkiln.formats.cpio import CpioEntry, compress, with_parents, write_newc
+from bootkiln.formats.corrupt import CorruptArtifact
+from bootkiln.formats.cpio import CpioEntry, compress, iter_newc, with_parents, write_newc
 
 ENTRIES = [
     CpioEntry("bin/busybox", "file", 0o755, b"\x7fELF fake busybox"),
@@ -105,3 +108,31 @@ def test_compression_is_deterministic_and_decodes(method: str) -> None:
         assert first[4:8] == b"\0\0\0\0", "gzip header time must be zero"
     if method == "xz":
         assert first[6:8] == b"\x00\x01", "xz stream flags: CRC32 check, the one the kernel verifies"
+
+
+def test_the_reader_lists_what_the_writer_wrote() -> None:
+    data = write_newc(ENTRIES, 1700000000)
+    handle = io.BytesIO(data)
+    members = list(iter_newc(handle))
+    assert [member.name for member in members] == [entry.path for entry in with_parents(ENTRIES)]
+    by_name = {member.name: member for member in members}
+    link = by_name["bin/sh"]
+    assert link.header is not None and stat.S_ISLNK(link.mode) and link.link_target == "/bin/busybox"
+    console = by_name["dev/console"].header
+    assert console is not None and (console.rdev_major, console.rdev_minor, console.mtime) == (5, 1, 1700000000)
+    init = by_name["init"]
+    assert data[init.offset:init.offset + init.size] == b"#!/bin/sh\necho hi\n"
+
+
+def test_the_reader_follows_concatenated_archives_and_reports_trailing_data() -> None:
+    first = write_newc([CpioEntry("init", "file", 0o755, b"one")], 0)
+    second = write_newc([CpioEntry("init", "file", 0o755, b"two")], 0)
+    members = list(iter_newc(io.BytesIO(first + bytes(512) + second + bytes(8) + b"junk")))
+    assert [(member.name, member.archive) for member in members] == [("init", 0), ("init", 1), ("", 1)]
+    assert members[-1].header is None and members[-1].size == 4 and stat.S_ISREG(members[-1].mode)
+
+
+def test_the_reader_refuses_a_member_that_runs_past_the_end() -> None:
+    data = write_newc([CpioEntry("init", "file", 0o755, b"x" * 100)], 0)
+    with pytest.raises(CorruptArtifact, match="cpio member 'init' runs past the end of the file"):
+        list(iter_newc(io.BytesIO(data[:150])))

@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,17 @@ def test_corrupt_gpt_header_is_refused(fresh_disk: Path) -> None:
 def test_truncated_image_is_refused(fresh_disk: Path) -> None:
     os.truncate(fresh_disk, 64 * MIB)
     with pytest.raises(DiskReadError, match=r"partition 3 ends past the end of the image"):
+        read_gpt(fresh_disk)
+
+
+def test_entry_array_lba_past_anything_seekable_is_refused(fresh_disk: Path) -> None:
+    # A consistent header (CRC fixed up) whose entry array LBA times 512 exceeds what seek() takes.
+    header = bytearray(read(fresh_disk, 512, 92))
+    struct.pack_into("<Q", header, 72, 1 << 54)
+    struct.pack_into("<I", header, 16, 0)
+    struct.pack_into("<I", header, 16, zlib.crc32(bytes(header)))
+    patch(fresh_disk, 512, bytes(header))
+    with pytest.raises(DiskReadError, match=r"lvm-disk\.img: GPT entry array runs past the end of the image"):
         read_gpt(fresh_disk)
 
 

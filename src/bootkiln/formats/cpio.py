@@ -1,20 +1,25 @@
-"""A deterministic cpio (newc) writer and the compressors the kernel can unpack.
+"""A deterministic cpio (newc) writer, the compressors the kernel can unpack, and a newc reader.
 
 Entries are sorted parents-first, owned by 0:0, stamped with one mtime, and numbered with stable
 inode numbers, so the same inputs always give the same bytes. This replaces `find | cpio`, whose
 output depends on the build host's inode numbers, directory order and clock.
+
+The reader (`iter_newc`) lists any newc file, also one made elsewhere, for the artifact diff.
 """
 
 from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import zstandard
+
+from bootkiln.formats.corrupt import CorruptArtifact
 
 Kind = Literal["dir", "file", "symlink", "chardev", "blockdev"]
 Compression = Literal["gzip", "xz", "zstd", "none"]
@@ -22,6 +27,9 @@ Compression = Literal["gzip", "xz", "zstd", "none"]
 _TYPE_BITS = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "symlink": stat.S_IFLNK,
               "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}
 TRAILER = "TRAILER!!!"
+NEWC_MAGICS = (b"070701", b"070702")  # without and with a checksum in each header
+_HEADER_SIZE = 110
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -99,3 +107,93 @@ def compress(data: bytes, method: Compression) -> bytes:
     if method == "zstd":
         return zstandard.ZstdCompressor(level=19, write_checksum=True, write_content_size=True).compress(data)
     return data
+
+
+@dataclass(frozen=True)
+class NewcHeader:
+    magic: bytes
+    ino: int
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    mtime: int
+    size: int
+    dev_major: int
+    dev_minor: int
+    rdev_major: int
+    rdev_minor: int
+    check: int  # the data's checksum under magic 070702, else 0
+
+
+@dataclass(frozen=True)
+class CpioMember:
+    name: str  # as stored, without the trailing NUL
+    archive: int  # which archive of the file holds it, from 0: the kernel unpacks concatenated ones in turn
+    offset: int  # of the data
+    size: int
+    header: NewcHeader | None  # None: bytes after the last archive that start no new one, as one pseudo-member
+    link_target: str | None = None  # a symlink's data
+
+    @property
+    def mode(self) -> int:
+        return self.header.mode if self.header is not None else stat.S_IFREG
+
+
+def iter_newc(handle: BinaryIO) -> Iterator[CpioMember]:
+    """Every member of every newc archive in the file; trailers are not members.
+
+    The handle's position is the reader's between members: a caller that reads a member's data
+    seeks to it, and the next member is found all the same.
+    """
+    archive = 0
+    end = handle.seek(0, os.SEEK_END)
+    handle.seek(0)
+    while True:
+        start = handle.tell()
+        raw = handle.read(_HEADER_SIZE)
+        if len(raw) < _HEADER_SIZE or raw[:6] not in NEWC_MAGICS:
+            raise CorruptArtifact(f"no cpio header at byte {start}")
+        try:
+            values = [int(raw[6 + 8 * index:14 + 8 * index], 16) for index in range(13)]
+        except ValueError:
+            raise CorruptArtifact(f"cpio header at byte {start} has a non-hex field") from None
+        ino, mode, uid, gid, nlink, mtime, size, dev_major, dev_minor, rdev_major, rdev_minor, namesize, check = values
+        header = NewcHeader(raw[:6], ino, mode, uid, gid, nlink, mtime, size, dev_major, dev_minor, rdev_major,
+                            rdev_minor, check)
+        raw_name = handle.read(namesize)
+        if len(raw_name) != namesize or not raw_name.endswith(b"\0"):
+            raise CorruptArtifact(f"cpio name at byte {start + _HEADER_SIZE} is truncated")
+        name = raw_name[:-1].decode("utf-8", "surrogateescape")
+        offset = start + _HEADER_SIZE + namesize
+        offset += -offset % 4
+        if offset + header.size > end:
+            raise CorruptArtifact(f"cpio member {name!r} runs past the end of the file")
+        if name == TRAILER:
+            following = _skip_padding(handle, offset + header.size)
+            if following is None:
+                return
+            handle.seek(following)
+            if handle.read(6) not in NEWC_MAGICS:
+                yield CpioMember("", archive, following, end - following, None)
+                return
+            handle.seek(following)
+            archive += 1
+            continue
+        target = None
+        if stat.S_ISLNK(header.mode):
+            handle.seek(offset)
+            target = handle.read(header.size).decode("utf-8", "surrogateescape")
+        yield CpioMember(name, archive, offset, header.size, header, target)
+        handle.seek(offset + header.size + (-(offset + header.size) % 4))
+
+
+def _skip_padding(handle: BinaryIO, offset: int) -> int | None:
+    """The offset of the first non-zero byte at or after `offset`, or None at the end of the file."""
+    handle.seek(offset)
+    while block := handle.read(_CHUNK):
+        stripped = block.lstrip(b"\0")
+        if stripped:
+            return offset + len(block) - len(stripped)
+        offset += len(block)
+    return None

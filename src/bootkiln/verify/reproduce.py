@@ -2,7 +2,7 @@
 
 `verify` runs two complete builds from empty caches, one after the other, each in its own copy of
 the checkout and with a different time zone, locale, umask and (where permitted) hostname, then
-compares every artifact; a difference is shown structurally (bootkiln.verify.artifactdiff). `rebuild`
+compares every artifact; a difference is shown structurally (bootkiln.verify.diff). `rebuild`
 builds again from a manifest alone and checks each artifact against the recorded sha256.
 """
 
@@ -116,7 +116,7 @@ def _recorded(out: Path) -> dict[str, str]:
 
 def compare_outputs(first: Path, second: Path) -> list[ArtifactCheck]:
     """Compare two builds' published artifacts, explaining each difference structurally."""
-    from bootkiln.verify.artifactdiff import compare_artifacts, describe
+    from bootkiln.verify.diff import compare_artifacts, describe
 
     expected, actual = _recorded(first), _recorded(second)
     checks = []
