@@ -24,17 +24,13 @@ from tests.support.diskread import (
     CHUNK,
     DiskReadError,
     Partition,
-    Segment,
     UnsupportedLayout,
-    VolumeGroup,
     dump_ext4_tree,
     extract,
-    lv_extents,
-    parse_metadata,
     probe_disk,
     read_gpt,
-    read_lvm,
 )
+from tests.support.lvm import Segment, VolumeGroup, lv_extents, parse_metadata, read_lvm
 
 from bootkiln.errors import InputError
 

@@ -31,7 +31,7 @@ from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.verify.qemu import Accel, uefi_vars
 from tests.fixtures import ROOT, InstallerBuild, invoke
-from tests.support import diskread
+from tests.support import diskread, lvm
 from tests.support.installtest import InstallRun, Medium, install_argv, memory_for, run_install
 
 HOSTNAME = "web1.example.com"
@@ -196,10 +196,10 @@ def dump_partition(image: Path, name: str, dest: Path) -> Path:
 
 def dump_installed_root(installed: Installed, tmp: Path) -> Path:
     pv = next(p for p in diskread.read_gpt(installed.disk) if p.name == "pv")
-    vg = diskread.read_lvm(installed.disk, pv.start, pv.size)
+    vg = lvm.read_lvm(installed.disk, pv.start, pv.size)
     assert vg is not None
     root_fs = tmp / "root.ext4"
-    diskread.extract(installed.disk, diskread.lv_extents(vg, "root"), root_fs)
+    diskread.extract(installed.disk, lvm.lv_extents(vg, "root"), root_fs)
     diskread.replay_journal(root_fs)
     root = tmp / "root"
     diskread.dump_ext4_tree(root_fs, root)
@@ -240,7 +240,7 @@ def test_installed_disk_has_the_asked_partitions_and_volumes(installed_from_iso:
     assert [p.name for p in parts] == ["bios-boot", "esp", "boot", "pv"]
     assert [p.size >> 20 for p in parts[:3]] == [1, 64, 256]
     assert parts[3].start + parts[3].size > TARGET_SIZE - (2 << 20), "the pv takes the rest of the disk"
-    vg = diskread.read_lvm(installed_from_iso.disk, parts[3].start, parts[3].size)
+    vg = lvm.read_lvm(installed_from_iso.disk, parts[3].start, parts[3].size)
     assert vg is not None and vg.name == "vg0"
     sizes = {lv.name: lv.extent_count * vg.extent_size * 512 >> 20 for lv in vg.logical_volumes}
     assert sizes["root"] == 1536 and sizes["swap"] == 128
