@@ -21,6 +21,8 @@ from bootkiln.core.lease import (
     LeaseRecord,
     engine_time,
     lease_ttl,
+    process_gone,
+    process_identity,
     record_of,
 )
 from bootkiln.errors import InputError
@@ -145,3 +147,44 @@ def test_what_was_reaped_is_named_with_its_owner() -> None:
     assert text == ("removed what killed bootkiln builds left on the Docker engine: container bootkiln-aaa, "
                     "volume bootkiln-busybox-bbb of the build h:1 (lease not renewed for 70s, its limit is 60s); "
                     "volume bootkiln-rootfs-ccc of the build old:2 (its process is gone from this host)")
+
+
+# --- a holder in our own PID namespace ------------------------------------------------------------
+
+def in_another(identity: str, part: int) -> str:
+    """The same identity with its boot id (part 0) or PID namespace (part 1) changed."""
+    pieces = identity.rsplit("/", 2)
+    pieces[part] = "0" + pieces[part]
+    return "/".join(pieces)
+
+
+def test_process_identity_names_boot_namespace_and_pid() -> None:
+    here = process_identity()
+    assert here is not None
+    boot, namespace, pid = here.rsplit("/", 2)
+    assert len(boot) == 36 and ":" in namespace and pid == str(os.getpid())
+
+
+def test_a_gone_process_is_dead_only_in_our_namespace_on_this_boot() -> None:
+    here = process_identity()
+    assert here is not None
+    gone = process_identity(dead_pid())
+    assert gone is not None
+    assert process_gone(gone, here)
+    assert not process_gone(process_identity(os.getpid()) or "", here)
+    assert not process_gone(in_another(gone, 0), here), "another boot (or machine): its PID means nothing"
+    assert not process_gone(in_another(gone, 1), here), "another PID namespace: its PID means nothing"
+    assert not process_gone(gone, None)
+    for malformed in ("", "17", "a/b", f"{gone.rsplit('/', 1)[0]}/x", f"{gone.rsplit('/', 1)[0]}/0"):
+        assert not process_gone(malformed, here)
+
+
+def test_a_fresh_lease_whose_process_is_gone_here_is_dead_at_once() -> None:
+    here = process_identity()
+    gone = process_identity(dead_pid())
+    assert gone is not None
+    fresh = LeaseRecord("r", "a", "h:1", created=NOW, ttl=60, process=gone)
+    assert LeaseBook(NOW, (fresh,), here=here).why_dead("a") == "its process is gone"
+    assert LeaseBook(None, (fresh,), here=here).why_dead("a") == "its process is gone"
+    elsewhere = LeaseRecord("r", "a", "h:1", created=NOW, ttl=60, process=in_another(gone, 1))
+    assert LeaseBook(NOW, (elsewhere,), here=here).why_dead("a") is None

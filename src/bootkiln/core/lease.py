@@ -15,6 +15,11 @@ image, no process, one empty folder on the engine's disk.
 A lease is certainly dead when its newest record is older than its time to live (the owner stopped
 renewing: killed, or cut off from the engine for six renewal periods), or when it has no record at
 all (the owner removes its record only after its containers and volumes, at exit).
+
+A reaper need not wait for the time to live when it shares the holder's PID namespace on the same
+boot of the same kernel: the record names that namespace (boot id, namespace inode) and the PID, and
+there a PID that no longer exists is certainly dead. Anywhere else a PID means nothing, and only the
+lease counts.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -44,6 +50,7 @@ LABEL = "bootkiln"
 LEASE_LABEL = "bootkiln.lease"
 HOLDER_LABEL = "bootkiln.holder"  # host:pid, only to say whose leftovers were reaped
 TTL_LABEL = "bootkiln.lease.ttl"  # only on lease records
+PROCESS_LABEL = "bootkiln.lease.process"  # only on lease records: boot id/PID namespace/pid
 TTL_ENV = "BOOTKILN_LEASE_TTL"
 DEFAULT_TTL = 60.0
 RENEWALS_PER_TTL = 6
@@ -83,6 +90,37 @@ def lease_ttl(environ: Mapping[str, str] = os.environ) -> float:
     return ttl
 
 
+def process_identity(pid: int | None = None) -> str | None:
+    """`boot id/PID namespace/pid` for a process of ours, or None where /proc cannot tell (not Linux)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = Path("/proc/self/ns/pid").stat()
+    except OSError:
+        return None
+    return f"{boot}/{namespace.st_dev}:{namespace.st_ino}/{os.getpid() if pid is None else pid}"
+
+
+def process_gone(identity: str, here: str | None) -> bool:
+    """True only if `identity` is a process of our PID namespace, on this boot, that no longer exists.
+
+    A live namespace keeps its inode, so a holder whose identity shows our boot and namespace was in
+    this namespace. A PID reused since only makes the holder look alive, which is safe.
+    """
+    theirs, mine = identity.rsplit("/", 2), (here or "").rsplit("/", 2)
+    if here is None or len(theirs) != 3 or theirs[:2] != mine[:2] or not theirs[2].isdigit():
+        return False
+    pid = int(theirs[2])
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @dataclass(frozen=True)
 class LeaseRecord:
     name: str
@@ -90,6 +128,7 @@ class LeaseRecord:
     holder: str
     created: float | None  # engine clock; None when the engine gave no usable time
     ttl: float
+    process: str = ""
 
     @property
     def expires(self) -> float:
@@ -110,7 +149,8 @@ def record_of(attrs: Mapping[str, Any]) -> LeaseRecord | None:
     if not ttl > 0:
         ttl = math.inf
     return LeaseRecord(name=str(attrs.get("Name", "")), lease=labels[LEASE_LABEL],
-                       holder=labels.get(HOLDER_LABEL, "?"), created=engine_time(attrs.get("CreatedAt")), ttl=ttl)
+                       holder=labels.get(HOLDER_LABEL, "?"), created=engine_time(attrs.get("CreatedAt")), ttl=ttl,
+                       process=labels.get(PROCESS_LABEL, ""))
 
 
 @dataclass(frozen=True)
@@ -120,14 +160,19 @@ class LeaseBook:
     now: float | None
     records: tuple[LeaseRecord, ...]
     own: frozenset[str] = frozenset()
+    here: str | None = None  # process_identity() of the reaper
 
     def why_dead(self, lease: str) -> str | None:
         """Why the lease's holder is certainly dead, or None if it may be alive."""
-        if lease in self.own or self.now is None:
+        if lease in self.own:
             return None
         records = [record for record in self.records if record.lease == lease]
         if not records:
             return "its lease record is gone"
+        if any(record.process and process_gone(record.process, self.here) for record in records):
+            return "its process is gone"
+        if self.now is None:
+            return None
         newest = max(records, key=lambda record: record.expires)
         if newest.expires > self.now:
             return None
@@ -143,7 +188,7 @@ def read_lease_book(client: DockerClient, own: Iterable[str]) -> LeaseBook:
     now = engine_time(client.info().get("SystemTime"))
     volumes = client.volumes.list(filters={"label": TTL_LABEL})
     records = tuple(record for volume in volumes if (record := record_of(volume.attrs)) is not None)
-    return LeaseBook(now, records, frozenset(own))
+    return LeaseBook(now, records, frozenset(own), process_identity())
 
 
 @dataclass
@@ -155,6 +200,7 @@ class Lease:
     warn: Callable[[str], None]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    process: str | None = field(default_factory=process_identity)
     _current: str = ""
     _sequence: int = 0
     _renewed: float = field(default_factory=time.monotonic)
@@ -178,7 +224,10 @@ class Lease:
     def _make_record(self) -> str:
         self._sequence += 1
         name = f"bootkiln-lease-{self.id[:16]}-{self._sequence}"
-        self.client.volumes.create(name=name, labels={LABEL: "1", **self.labels(), TTL_LABEL: f"{self.ttl:g}"})
+        labels = {LABEL: "1", **self.labels(), TTL_LABEL: f"{self.ttl:g}"}
+        if self.process:
+            labels[PROCESS_LABEL] = self.process
+        self.client.volumes.create(name=name, labels=labels)
         return name
 
     def _renew_until_stopped(self) -> None:
