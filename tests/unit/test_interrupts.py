@@ -162,3 +162,33 @@ def test_off_the_main_thread_nothing_is_installed() -> None:
     thread.start()
     thread.join()
     assert seen == ["ran"]
+
+
+# A task that runs a host command (as mmdebstrap or pytest run) which says its PID and waits.
+HOST_COMMAND_TASK = """
+import sys
+from bootkiln.commands.guard import guarded
+from bootkiln.core.runner import Host, Runner
+
+command = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(60)"]
+
+def action(reporter):
+    Runner(reporter).run(command, stage="host", where=Host(passthrough=sys.argv[1] == "passthrough"))
+
+sys.exit(guarded(action))
+"""
+
+
+@pytest.mark.parametrize("mode", ["prefixed", "passthrough"])
+def test_a_host_command_does_not_outlive_a_terminated_task(mode: str) -> None:
+    child = subprocess.Popen([sys.executable, "-c", HOST_COMMAND_TASK, mode], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    pid = int(line.rpartition("|")[2].strip() if "|" in line else line.strip())
+    child.send_signal(signal.SIGTERM)
+    output, _ = child.communicate(timeout=30)
+    assert child.returncode == 143, line + output
+    assert "interrupted by SIGTERM" in output
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

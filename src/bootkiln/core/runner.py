@@ -157,6 +157,7 @@ class Runner:
             try:
                 for raw in process.stdout or ():
                     on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                process.wait()
             except BaseException:
                 # Interrupted (SIGTERM reaches only us, not our children): the command must not outlive the build.
                 process.terminate()
