@@ -338,9 +338,10 @@ class Engine:
     def reap_orphans(self) -> list[Reaped]:
         """Remove the containers and volumes of builds that are certainly dead; what was removed.
 
-        A build made with a lease is dead when its lease lapsed (see core/lease.py), whatever host or
-        PID namespace it ran in; a live lease is never reaped. Objects of older bootkiln, labelled
-        `host:pid` only, are dead when that process is gone from this host; other hosts' are left alone.
+        A build made with a lease is dead when its lease lapsed, whatever host or PID namespace it ran
+        in, or at once when its process is gone from our own PID namespace (see core/lease.py); a live
+        lease is never reaped. Objects of older bootkiln, labelled `host:pid` only, are dead when that
+        process is gone from this host; other hosts' are left alone.
         """
         # Objects first, leases after: an object is only listed once its lease record exists.
         containers = self.client.containers.list(all=True, filters={"label": LABEL})
