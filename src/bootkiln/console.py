@@ -39,6 +39,7 @@ class Reporter:
     console: Console = field(default_factory=_make_console)
     quiet_output: bool = False
     timings: list[StageTiming] = field(default_factory=list)
+    interrupted_stage: StageTiming | None = None
 
     def info(self, message: str) -> None:
         self.console.print(escape(message))
@@ -58,6 +59,11 @@ class Reporter:
         self.console.print(f"[bold blue]▶[/] [bold]{escape(name)}[/]{suffix}")
         try:
             yield progress
+        except KeyboardInterrupt:
+            # Not a failure: the task layer reports the interrupt once, naming the innermost stage.
+            if self.interrupted_stage is None:
+                self.interrupted_stage = StageTiming(name, time.monotonic() - start, cached=False)
+            raise
         except BaseException:
             elapsed = time.monotonic() - start
             self.console.print(f"[bold red]✘[/] [bold]{escape(name)}[/] failed after {elapsed:.1f}s")
@@ -72,6 +78,15 @@ class Reporter:
         total = sum(t.seconds for t in self.timings)
         parts = ", ".join(f"{t.name} {t.seconds:.1f}s{' (cached)' if t.cached else ''}" for t in self.timings)
         self.console.print(f"[dim]timings: {escape(parts)}; total {total:.1f}s[/]")
+
+    def interrupted(self, cause: str, outcome: str) -> None:
+        """The one report of an interrupt: which stage it cut short, by what, and what was cleaned up."""
+        stage = self.interrupted_stage
+        if stage is None:
+            self.console.print(f"[bold red]✘[/] interrupted by {escape(cause)}; {escape(outcome)}")
+        else:
+            self.console.print(f"[bold red]✘[/] [bold]{escape(stage.name)}[/] interrupted by {escape(cause)} "
+                               f"after {stage.seconds:.1f}s; {escape(outcome)}")
 
     def error(self, exc: BootkilnError) -> None:
         self.console.print(f"[bold red]error[/] ({exc.fault.value}): {escape(exc.message)}")

@@ -27,7 +27,8 @@ import docker.errors
 
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, sources_list
-from bootkiln.core.engine import LABEL, Engine, split_lines
+from bootkiln.core.engine import Engine, split_lines
+from bootkiln.core.lease import LABEL
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import CommandFailed, EnvironmentProblem
 from bootkiln.hashing import Fingerprint

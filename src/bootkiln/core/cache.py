@@ -67,8 +67,9 @@ class StageCache:
         for leftover in scratch_root.glob(f"{prefix}*"):
             shutil.rmtree(leftover, ignore_errors=True)
         scratch = scratch_root / f"{prefix}{uuid.uuid4().hex[:8]}"
-        scratch.mkdir()
         try:
+            # Made inside the try: an interrupt right after mkdir still removes it.
+            scratch.mkdir()
             yield scratch
             record = {"stage": stage, "key": key, "created": time.time(), **metadata}
             (scratch / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

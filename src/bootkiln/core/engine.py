@@ -15,6 +15,7 @@ import re
 import socket
 import tarfile
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -26,10 +27,22 @@ from docker.client import DockerClient, from_env
 from docker.models.containers import Container
 from docker.tls import TLSConfig
 
-from bootkiln.errors import EnvironmentProblem, InputError
+from bootkiln.core.lease import (
+    HOLDER_LABEL,
+    LABEL,
+    LEASE_LABEL,
+    TTL_LABEL,
+    Lease,
+    LeaseBook,
+    hold_lease,
+    lease_ttl,
+    own_leases,
+    read_lease_book,
+)
+from bootkiln.errors import EnvironmentProblem, InputError, InternalError
 
 Network = Literal["host", "none"]
-LABEL = "bootkiln"
+# Older bootkiln labelled its objects with `host:pid` only; they are still judged that way, on their host.
 OWNER_LABEL = "bootkiln.owner"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -151,19 +164,37 @@ class Upload:
     archive: bytes | Path
 
 
+@dataclass(frozen=True)
+class Reaped:
+    """A container or volume removed because the build that made it is certainly dead."""
+
+    kind: Literal["container", "volume"]
+    name: str
+    holder: str
+    why: str
+
+
+def describe_reaped(reaped: Sequence[Reaped]) -> str:
+    """One line naming what was reaped, grouped by the build that owned it."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for item in reaped:
+        groups[item.holder, item.why].append(f"{item.kind} {item.name}")
+    owners = "; ".join(f"{', '.join(names)} of the build {holder} ({why})" for (holder, why), names in groups.items())
+    return f"removed what killed bootkiln builds left on the Docker engine: {owners}"
+
+
 @dataclass
 class Engine:
     client: DockerClient
     endpoint: Endpoint
     warn: Callable[[str], None]
+    lease: Lease | None = None
     _dropped_caps: list[str] | None = field(default=None)
 
-    @property
-    def owner(self) -> str:
-        return f"{socket.gethostname()}:{os.getpid()}"
-
     def labels(self) -> dict[str, str]:
-        return {LABEL: "1", OWNER_LABEL: self.owner}
+        if self.lease is None:
+            raise InternalError("a container or volume was about to be made without a lease; use connect()")
+        return {LABEL: "1", **self.lease.labels()}
 
     # --- privileges -------------------------------------------------------------------------
     def _privilege_kwargs(self) -> dict[str, Any]:
@@ -304,21 +335,33 @@ class Engine:
             with suppress(docker.errors.APIError):
                 self.client.volumes.get(name).remove(force=True)
 
-    def reap_orphans(self) -> int:
-        """Remove containers and volumes left by bootkiln processes on this host that were killed."""
+    def reap_orphans(self) -> list[Reaped]:
+        """Remove the containers and volumes of builds that are certainly dead; what was removed.
+
+        A build made with a lease is dead when its lease lapsed, whatever host or PID namespace it ran
+        in, or at once when its process is gone from our own PID namespace (see core/lease.py); a live
+        lease is never reaped. Objects of older bootkiln, labelled `host:pid` only, are dead when that
+        process is gone from this host; other hosts' are left alone.
+        """
+        # Objects first, leases after: an object is only listed once its lease record exists.
+        containers = self.client.containers.list(all=True, filters={"label": LABEL})
+        volumes = [volume for volume in self.client.volumes.list(filters={"label": LABEL})
+                   if TTL_LABEL not in (volume.attrs.get("Labels") or {})]
+        book = read_lease_book(self.client, own_leases())
         host = socket.gethostname()
-        removed = 0
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
-            if _is_dead_owner(container.labels.get(OWNER_LABEL, ""), host):
-                with suppress(docker.errors.APIError):
-                    container.remove(force=True)
-                    removed += 1
-        for volume in self.client.volumes.list(filters={"label": LABEL}):
-            if _is_dead_owner((volume.attrs.get("Labels") or {}).get(OWNER_LABEL, ""), host):
-                with suppress(docker.errors.APIError):
-                    volume.remove(force=True)
-                    removed += 1
-        return removed
+        reaped: list[Reaped] = []
+        for container in containers:
+            verdict = _why_dead(container.labels or {}, book, host)
+            if verdict and _removed(container):
+                reaped.append(Reaped("container", str(container.name), *verdict))
+        for volume in volumes:
+            verdict = _why_dead(volume.attrs.get("Labels") or {}, book, host)
+            if verdict and _removed(volume):
+                reaped.append(Reaped("volume", str(volume.name), *verdict))
+        for record in book.dead_records():
+            with suppress(docker.errors.APIError):
+                self.client.volumes.get(record.name).remove(force=True)
+        return reaped
 
     def remove_everything(self) -> int:
         """Remove every bootkiln container and volume (for `invoke clean`)."""
@@ -327,7 +370,11 @@ class Engine:
             with suppress(docker.errors.APIError):
                 container.remove(force=True)
                 removed += 1
+        own = own_leases()
         for volume in self.client.volumes.list(filters={"label": LABEL}):
+            labels = volume.attrs.get("Labels") or {}
+            if TTL_LABEL in labels and labels.get(LEASE_LABEL) in own:
+                continue  # this run's own lease record: removed at exit
             with suppress(docker.errors.APIError):
                 volume.remove(force=True)
                 removed += 1
@@ -357,6 +404,26 @@ def _extract_sparse(archive: tarfile.TarFile, member: tarfile.TarInfo, destinati
     target.chmod(member.mode & 0o7777)
 
 
+def _why_dead(labels: Mapping[str, str], book: LeaseBook, host: str) -> tuple[str, str] | None:
+    """(who owned it, why it is certainly dead) for an object's labels, or None if it may be in use."""
+    if labels.get(LEASE_LABEL):
+        why = book.why_dead(labels[LEASE_LABEL])
+        return (labels.get(HOLDER_LABEL, "?"), why) if why else None
+    owner = labels.get(OWNER_LABEL, "")
+    if _is_dead_owner(owner, host):
+        return owner, "its process is gone from this host"
+    return None
+
+
+def _removed(item: Any) -> bool:
+    """Remove a container or volume; False if that failed (in use, or removed meanwhile)."""
+    try:
+        item.remove(force=True)
+    except docker.errors.APIError:
+        return False
+    return True
+
+
 def _is_dead_owner(owner: str, host: str) -> bool:
     owner_host, _, pid = owner.rpartition(":")
     if owner_host != host or not pid.isdigit():
@@ -373,6 +440,7 @@ def _is_dead_owner(owner: str, host: str) -> bool:
 def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ) -> Engine:
     """Connect to the engine the docker CLI would use, or say exactly how to get one."""
     endpoint = resolve_endpoint(environ)
+    ttl = lease_ttl(environ)
     try:
         if endpoint.origin == "DOCKER_HOST":
             client = from_env(environment=dict(environ), use_ssh_client=endpoint.url.startswith("ssh://"))
@@ -388,7 +456,14 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
             "or point DOCKER_HOST / `docker context use` at a running engine; tools/setup-host.sh does it all",
         ) from None
     engine = Engine(client=client, endpoint=endpoint, warn=warn)
-    engine.reap_orphans()
+    try:
+        # The lease exists before anything is made under it, and before this run reaps others.
+        engine.lease = hold_lease(client, endpoint.url, ttl, warn)
+        reaped = engine.reap_orphans()
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"the Docker engine at {endpoint.url} refused a request: {_short(exc)}") from None
+    if reaped:
+        warn(describe_reaped(reaped))
     return engine
 
 

@@ -154,6 +154,12 @@ class Runner:
             raise EnvironmentProblem(f"cannot execute {argv[0]}: {exc.strerror}",
                                      hint="check the file's executable bit and the folder's permissions") from None
         with process:
-            for raw in process.stdout or ():
-                on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            try:
+                for raw in process.stdout or ():
+                    on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                process.wait()
+            except BaseException:
+                # Interrupted (SIGTERM reaches only us, not our children): the command must not outlive the build.
+                process.terminate()
+                raise
         return process.returncode
