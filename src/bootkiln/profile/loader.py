@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import get_args, get_origin
+from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -96,36 +96,77 @@ def allowed_keys(parent: list[str]) -> list[str]:
 
 
 def check_references(profile: Profile) -> None:
-    """Files a profile names must exist before any container starts."""
+    """Files a profile names must exist, and lie where a profile may reach, before any container starts."""
     for name in profile.rootfs.overlays:
         overlay_dir(profile, name, "rootfs.overlays")
     for name in profile.initramfs.overlays:
         overlay_dir(profile, name, "initramfs.overlays")
+    if profile.nfsroot.nfsroot is not None or "overlays" in profile.nfsroot.model_fields_set:
+        for name in profile.nfsroot.overlays:
+            overlay_dir(profile, name, "nfsroot.overlays")
     busybox_config(profile)
     kernel_deb(profile)
-    for rel in profile.checks.paths:
-        if not (profile.base_dir / rel).exists():
-            raise InputError(f"{profile.source}: key 'checks.paths': {rel!r} does not exist "
-                             f"(relative to {profile.base_dir})")
+    check_paths(profile)
+
+
+def _where(profile: Profile) -> str:
+    return str(profile.source or "built-in default profile")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True when `path` (resolved) lies strictly below `folder` (resolved)."""
+    return path != folder and path.is_relative_to(folder)
+
+
+def _contained(profile: Profile, key: str, name: str, roots: list[Path],
+               kind: Literal["dir", "file", "any"]) -> Path | None:
+    """The first of `roots / name` that exists as a `kind`, resolved, and refused unless it stays inside a root.
+
+    A profile must never pull host files into an image: an absolute name, a `..` that climbs out, or a
+    symlink that points elsewhere would all do that, so the resolved path must lie below one of the
+    roots the profile may use (its own folder, or the project's folder for that kind of file).
+    """
+    if Path(name).is_absolute():
+        raise _outside(profile, key, name, None, roots)
+    allowed = [root.resolve() for root in roots]
+    for root in roots:
+        candidate = root / name
+        exists = {"dir": candidate.is_dir, "file": candidate.is_file, "any": candidate.exists}[kind]
+        if not exists():
+            continue
+        resolved = candidate.resolve()
+        if not any(_inside(resolved, folder) for folder in allowed):
+            raise _outside(profile, key, name, resolved, roots)
+        return resolved
+    return None
+
+
+def _outside(profile: Profile, key: str, name: str, resolved: Path | None, roots: list[Path]) -> InputError:
+    where = "is an absolute path" if resolved is None else f"resolves to {resolved}"
+    folders = " or ".join(str(root) for root in roots)
+    return InputError(f"{_where(profile)}: key '{key}': {name!r} {where}, outside the folders a profile may use "
+                      f"({folders})",
+                      hint="give a path relative to the profile's folder; copy the files there rather than "
+                           "linking to them: a profile never pulls host files into an image")
 
 
 def overlay_dir(profile: Profile, name: str, key: str = "rootfs.overlays") -> Path:
-    """An overlay is a folder under overlays/, or a path relative to the profile file."""
-    local = profile.base_dir / name
-    for candidate in (local, project_root() / "overlays" / name):
-        if candidate.is_dir():
-            return candidate.resolve()
-    where = profile.source or "built-in default profile"
-    raise InputError(f"{where}: key '{key}': overlay {name!r} not found",
+    """An overlay is a folder inside the profile's folder, or under the project's overlays/.
+
+    Symlinks *inside* an overlay stay links in the image; the overlay folder itself must resolve inside.
+    """
+    found = _contained(profile, key, name, [profile.base_dir, project_root() / "overlays"], "dir")
+    if found is not None:
+        return found
+    raise InputError(f"{_where(profile)}: key '{key}': overlay {name!r} not found",
                      hint=f"create overlays/{name}/ or fix the name")
 
 
 def _profile_file(profile: Profile, relative: str, fallback_dir: str, key: str) -> Path:
-    for candidate in (profile.base_dir / relative, project_root() / fallback_dir / relative):
-        if candidate.is_file():
-            return candidate.resolve()
-    where = profile.source or "built-in default profile"
-    raise InputError(f"{where}: key {key!r}: file {relative!r} not found",
+    found = _contained(profile, key, relative, [profile.base_dir, project_root() / fallback_dir], "file")
+    if found is not None:
+        return found
+    raise InputError(f"{_where(profile)}: key {key!r}: file {relative!r} not found",
                      hint=f"give a path relative to the profile, or a file in {fallback_dir}/")
 
 
@@ -136,3 +177,15 @@ def busybox_config(profile: Profile) -> Path:
 def kernel_deb(profile: Profile) -> Path | None:
     deb = profile.kernel.deb
     return _profile_file(profile, deb, "debs", "kernel.deb") if deb else None
+
+
+def check_paths(profile: Profile) -> list[Path]:
+    """The profile's own testinfra check files or folders: inside the profile's folder only."""
+    found: list[Path] = []
+    for rel in profile.checks.paths:
+        path = _contained(profile, "checks.paths", rel, [profile.base_dir], "any")
+        if path is None:
+            raise InputError(f"{_where(profile)}: key 'checks.paths': {rel!r} does not exist "
+                             f"(relative to {profile.base_dir})")
+        found.append(path)
+    return found

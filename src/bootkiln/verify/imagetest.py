@@ -19,6 +19,7 @@ from bootkiln.core.overlay import plan_overlays
 from bootkiln.core.pipeline import Build
 from bootkiln.core.runner import Host
 from bootkiln.paths import project_root
+from bootkiln.profile.loader import check_paths
 
 ROOTFS_REPO = "bootkiln-rootfs"
 
@@ -49,7 +50,7 @@ def image_spec(build: Build) -> dict[str, object]:
 
 def test_image(build: Build, pytest_args: list[str]) -> None:
     reference = rootfs_image(build)
-    extra = [str(build.profile.base_dir / rel) for rel in build.profile.checks.paths]
+    extra = [str(path) for path in check_paths(build.profile)]
     with build.reporter.stage("test-image", reference), build.engine.idle_container(reference) as name, \
             tempfile.TemporaryDirectory(prefix="bootkiln-spec-") as scratch:
         spec = Path(scratch) / "spec.json"
