@@ -162,8 +162,8 @@ def generate(root: Path, *, certname: str, hostname: str, server: str, key_type:
 def load(files: CertFiles, base_dir: Path, *, certname: str, where: str) -> Certificates:
     """Existing certificates named by the profile (relative to it), checked as a set."""
     texts: dict[str, str] = {}
-    for part in ("ca", "crl", "cert", "key"):
-        path = base_dir / getattr(files, part)
+    paths = {part: base_dir / getattr(files, part) for part in ("ca", "crl", "cert", "key")}
+    for part, path in paths.items():
         try:
             texts[part] = path.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
@@ -172,18 +172,24 @@ def load(files: CertFiles, base_dir: Path, *, certname: str, where: str) -> Cert
     try:
         certs = Certificates(ca=texts["ca"], crl=texts["crl"], cert=texts["cert"], key=SecretStr(texts["key"]))
     except ValueError as exc:
-        raise InputError(f"{where}: key 'userdata.certs': {_first_error(exc)}",
+        raise InputError(f"{where}: key 'userdata.certs': {_first_error(exc, paths)}",
                          hint="each file holds unencrypted PEM: the CA certificate(s), the CRL, the host "
                               "certificate and its private key") from None
     verify(certs, certname=certname, where=where)
     return certs
 
 
-def _first_error(exc: ValueError) -> str:
+def _first_error(exc: ValueError, paths: dict[str, Path]) -> str:
+    """Pydantic's messages, each naming the file it is about; never the rejected value (it may be a key)."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in errors())
-    return str(exc)
+    if not callable(errors):
+        return str(exc)
+    problems = []
+    for error in errors():
+        part = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{paths[part]}: {message}" if part in paths else message)
+    return "; ".join(problems)
 
 
 def verify(certs: Certificates, *, certname: str, where: str, now: dt.datetime | None = None) -> None:
