@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
@@ -43,13 +43,15 @@ def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) ->
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """0600 from the first byte: the document holds the host's private key."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-        handle.write(data)
-    temporary.replace(path)
+    """0600 from the first byte: the document holds the host's private key. No temporary file survives."""
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a file to write the user-data to",
+                         hint=f"pass a file path, e.g. --output {path / 'HOSTNAME.gz'}")
+    try:
+        write_atomic(path, data, mode=0o600, private_parent=True)
+    except OSError as exc:
+        raise InputError(f"cannot write the user-data to {path}: {exc.strerror or exc}",
+                         hint="pass --output a file path in a folder you can write to") from None
 
 
 def userdata_path(profile: Profile, hostname: str) -> Path:

@@ -8,7 +8,6 @@ Keys are written 0600 and never printed; nothing here goes into an image or an I
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import CertFiles, Certificates, KeyType
 
@@ -69,13 +69,7 @@ def _key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Atomically, and with the mode set before any byte is written (keys are never world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    temporary.replace(path)
+    write_atomic(path, data, mode=mode, private_parent=True)
 
 
 def _name(common_name: str) -> x509.Name:
