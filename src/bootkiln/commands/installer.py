@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from bootkiln.atomicfile import write_atomic
@@ -9,7 +10,7 @@ from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import EncodedUserData, UserData
-from bootkiln.paths import Workspace
+from bootkiln.paths import Workspace, pki_root
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
 
@@ -30,7 +31,7 @@ def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) ->
     settings = profile.userdata
     names = host_names(settings, hostname, where=_where(profile))
     if settings.certs == "generate":
-        root = _out(profile) / "pki"
+        root = private_pki_dir(profile, reporter)
         certs = pki.generate(root, certname=names.certname, hostname=names.hostname, server=names.server,
                              key_type=settings.key_type)
         reporter.info(f"certificates for {names.certname} from the CA in {root} (made there if missing)")
@@ -40,6 +41,18 @@ def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) ->
     encoded = encode(document)
     check_budget(encoded)
     return document, encoded
+
+
+def private_pki_dir(profile: Profile, reporter: Reporter) -> Path:
+    """The profile's CA and keys, outside out/ (see paths.pki_root); an older out/<profile>/pki/ is moved there."""
+    root = pki_root() / profile.name
+    old = _out(profile) / "pki"
+    if old.is_dir() and not old.is_symlink() and not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.move(old, root)
+        reporter.info(f"moved the CA and keys from {old} to {root}: private keys stay out of out/, whose files "
+                      "get uploaded")
+    return root
 
 
 def write_private(path: Path, data: bytes) -> None:

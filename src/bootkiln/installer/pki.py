@@ -1,14 +1,17 @@
 """Puppet certificates for the user-data: made here with `cryptography`, or taken from files and checked.
 
-Generated material lives in one folder (out/<profile>/pki/ by default): a CA, its CRL, and a
-certificate and key per certname, all reused on later runs so every host of a profile shares the CA.
+Generated material lives in one folder (BOOTKILN_PKI/<profile>/, by default .cache/pki/<profile>/ in
+the checkout; never under out/, whose files get uploaded): a CA, its CRL, and a certificate and key
+per certname, all reused on later runs so every host of a profile shares the CA.
 Keys are written 0600 and never printed; nothing here goes into an image or an ISO.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +73,17 @@ def _key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Atomically, and with the mode set before any byte is written (keys are never world-readable)."""
     write_atomic(path, data, mode=mode, private_parent=True)
+
+
+def _private_folder(root: Path) -> None:
+    """The folder of keys: ours, and 0700 (a folder someone else made could be read or swapped by them)."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = root.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise InputError(f"{root} is not a folder of this user's: refusing to keep private keys there",
+                         hint="set BOOTKILN_PKI to a folder you own")
+    if info.st_mode & 0o077:
+        root.chmod(0o700)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -137,7 +151,7 @@ def generate(root: Path, *, certname: str, hostname: str, server: str, key_type:
     """The CA (made once), its CRL (remade when it has expired) and this certname's certificate and key."""
     now = now or dt.datetime.now(dt.UTC)
     paths = PkiPaths(root)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folder(root)
     if not (paths.ca_cert.is_file() and paths.ca_key.is_file()):
         _make_ca(paths, server, key_type, now)
     ca, ca_key = _load_ca(paths)
