@@ -392,6 +392,17 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
     return engine
 
 
+# The engine's messages are one or two sentences; a page of text is some proxy's HTML error page.
+MESSAGE_LIMIT = 1000
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    """The engine's message whole, on one line; only a very long one is cut, after a sentence, saying so."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    cut = text[:MESSAGE_LIMIT]
+    boundary = max(cut.rfind(". "), cut.rfind("; "), cut.rfind(": "), cut.rfind(") "))
+    if boundary > MESSAGE_LIMIT // 2:
+        cut = cut[:boundary + 1]
+    return f"{cut} [{len(text) - len(cut):,} more characters of the engine's message left out]"

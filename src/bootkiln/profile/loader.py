@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -46,12 +46,7 @@ def load_profile(ref: str | None = None) -> Profile:
     path = find_profile(ref)
     if path is None:
         return Profile()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read profile: {exc}") from None
+    data = _read_toml(path)
     data.setdefault("name", path.stem)
     try:
         profile = Profile.model_validate({**data, "source": path})
@@ -62,20 +57,109 @@ def load_profile(ref: str | None = None) -> Profile:
     return profile
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read profile: {exc.strerror or exc}") from None
+    not_text = InputError(f"{path}: not a text file, so not a profile",
+                          hint="a profile is a TOML text file in UTF-8 (see profiles/*.toml); check that you "
+                               "passed the profile and not an image, an archive or another binary file")
+    if b"\0" in raw:
+        raise not_text
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_text from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
+
+
+BYTE_SIZE_HELP = "a size is a whole number of bytes (0 or more), or a string like '512MiB' or '2GiB'"
+
+
 def describe_validation_errors(exc: ValidationError) -> str:
     lines = []
-    for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
+    for loc, error in _merge_union_branches(exc.errors()):
         key = ".".join(loc) or "(top level)"
+        given = error.get("input")
         if error["type"] == "extra_forbidden":
             allowed = ", ".join(allowed_keys(loc[:-1]))
             lines.append(f"  key '{key}': unknown key (allowed here: {allowed})")
+        elif error["type"] in ("byte_size", "byte_size_unit"):
+            lines.append(f"  key '{key}': {BYTE_SIZE_HELP} (got {given!r})")
         else:
-            given = error.get("input")
             # Our own validators already quote the value in their message.
             quoted = error["type"] == "value_error" or isinstance(given, dict)
             lines.append(f"  key '{key}': {error['msg']}{'' if quoted else f' (got {given!r})'}")
     return "\n".join(lines)
+
+
+def _merge_union_branches(errors: list[Any]) -> list[tuple[list[str], Any]]:
+    """Pydantic reports a value that fits no branch of a union once per branch, under internal names
+    such as `certs.literal['generate']` and `certs.CertFiles`. Say instead what the key allows: a table's
+    own problems when a table was given, else one line listing the alternatives."""
+    merged: list[tuple[list[str], Any]] = []
+    branches: dict[tuple[str, ...], list[tuple[str, list[str], Any]]] = {}
+    for error in errors:
+        loc = [str(part) for part in error["loc"]]
+        tag = next((i for i, part in enumerate(loc) if _is_branch_name(part)), None)
+        if tag is None:
+            merged.append((loc, error))
+            continue
+        group = branches.setdefault(tuple(loc[:tag]), [])
+        if not group:
+            merged.append((loc[:tag], None))  # placeholder: keeps the order of the errors
+        group.append((loc[tag], loc[tag + 1:], error))
+    result: list[tuple[list[str], Any]] = []
+    for loc, error in merged:
+        if error is not None:
+            result.append((loc, error))
+            continue
+        group = branches[tuple(loc)]
+        given = group[0][2].get("input")
+        tables = [(rest, err) for name, rest, err in group if name in _model_names()]
+        if isinstance(given, dict) and tables:
+            result.extend((loc + rest, err) for rest, err in tables)
+            continue
+        alternatives = []
+        for name, _, err in group:
+            text = _describe_branch(name, err)
+            if text not in alternatives:
+                alternatives.append(text)
+        result.append((loc, {"type": "value_error", "input": given,
+                             "msg": f"expected {', or '.join(alternatives)} (got {given!r})"}))
+    return result
+
+
+def _describe_branch(name: str, error: Any) -> str:
+    model = _model_names().get(name)
+    if model is not None:
+        return f"a table with the keys {', '.join(sorted(f for f in model.model_fields if f != 'source'))}"
+    return str(error["msg"]).removeprefix("Input should be ")
+
+
+def _is_branch_name(part: str) -> bool:
+    return part.startswith(("literal[", "constrained-", "function-")) or part in _model_names() or part in (
+        "int", "str", "float", "bool", "none")
+
+
+def _model_names() -> dict[str, type[BaseModel]]:
+    """Every model reachable from the profile's schema, by class name (pydantic's names for union branches)."""
+    found: dict[str, type[BaseModel]] = {}
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation.__name__ not in found:
+            found[annotation.__name__] = annotation
+            for field in annotation.model_fields.values():
+                visit(field.annotation)
+        for argument in get_args(annotation):
+            visit(argument)
+
+    visit(Profile)
+    return found
 
 
 def allowed_keys(parent: list[str]) -> list[str]:
