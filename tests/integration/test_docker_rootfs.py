@@ -112,8 +112,11 @@ def test_image_checks_catch_a_broken_image(
     profile.write_text('[checks]\npaths = ["checks/test_extra.py"]\n')
     env = session_build.env()
     result = invoke(["test-image", "--profile", str(profile)], env=env)
-    assert result.returncode != 0
+    assert result.returncode == 4, result.output  # the image's fault, not the environment's (3)
     assert "test_vim_is_installed" in result.output and "1 failed" in result.output
+    assert "the image failed its checks" in result.output
+    assert "1 check failed" in result.output
+    assert f"failed: {tmp_path / 'checks' / 'test_extra.py'}::test_vim_is_installed" in result.output
 
 
 def test_killed_build_leaves_no_entry_and_rebuild_reproduces(
