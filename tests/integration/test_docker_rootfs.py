@@ -213,3 +213,17 @@ def test_missing_builder_base_gives_a_clear_error(isolated: dict[str, str], tmp_
 def test_host_runner_streams_with_stage_prefix(capsys: pytest.CaptureFixture[str]) -> None:
     Runner(Reporter()).run([sys.executable, "-c", "print('hello')"], stage="demo", where=Host())
     assert "demo | hello" in capsys.readouterr().out
+
+
+def test_a_200000_package_list_reaches_mmdebstrap(session_build: SessionBuild, tmp_path: Path) -> None:
+    """The list travels as a file and in chunks: in BK_PACKAGES it failed with 'argument list too long'."""
+    names = ["ca-certificates", "less", "netbase"]
+    packages = [names[i % len(names)] for i in range(200_000)]
+    profile = tmp_path / "many.toml"
+    profile.write_text("[rootfs]\npackages = [" + ", ".join(f'"{name}"' for name in packages) + "]\n")
+    result = invoke(["rootfs", "--profile", str(profile)], env=session_build.env())
+    assert "argument list too long" not in result.output
+    assert result.returncode == 0, result.output[-3000:]
+    listed = (session_build.workspace.out / "many" / "packages.tsv").read_text()
+    installed = {line.split("\t")[0] for line in listed.splitlines()}
+    assert set(names) <= installed
