@@ -96,3 +96,9 @@ def test_a_typo_keeps_its_suffix(unlisted_mirror: str) -> None:
 def test_a_folder_that_is_no_mirror_says_to_check_the_mirror(unlisted_mirror: str) -> None:
     error = refused(unlisted_mirror.removesuffix("/debian") + "/nothing-here", "bookworm")
     assert "check debian.mirror" in error.hint
+
+
+def test_a_file_mirror_without_the_suite_is_the_profiles_fault(mirror_tree: Path) -> None:
+    error = refused(f"file://{mirror_tree / 'debian'}", "bookwrom")
+    assert "no such file" in error.message
+    assert error.hint.startswith("did you mean 'bookworm'?")

@@ -102,3 +102,17 @@ def test_key_lines_outside_their_section_are_not_quoted(
     output = captured.out + captured.err
     assert "user-data line" in output
     assert leaked_runs(body, output) == []
+
+
+def test_a_key_given_as_the_certificate_is_not_quoted_either(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Files mixed up: the key's body (without its BEGIN line) named as certs.cert."""
+    monkeypatch.setenv("BOOTKILN_OUT", str(tmp_path / "out"))
+    key_text, body = rewrapped_key(64)
+    profile = profile_with_cert_files(tmp_path)
+    (tmp_path / "cert.pem").write_text("\n".join(key_text.splitlines()[1:]) + "\n")
+    assert installer_commands.userdata(str(profile)) == 2
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert f"{tmp_path / 'cert.pem'}: certs.cert: not a plain PEM CERTIFICATE: unexpected line 1" in output
+    assert leaked_runs(body, output) == []

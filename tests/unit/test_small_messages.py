@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,28 @@ def test_a_page_long_engine_error_is_cut_after_a_sentence_saying_so(long_error_e
     assert "characters of the engine's message left out]" in message
     shown = message.split("): ", 1)[1].split(" [")[0]
     assert shown.endswith("refused.")
+
+
+def test_a_failed_pull_shows_the_engines_message_whole() -> None:
+    import docker.errors
+
+    from bootkiln.console import Reporter
+    from bootkiln.core.builder import BuilderFactory
+    from bootkiln.core.runner import Runner
+    from bootkiln.profile.schema import BuilderSettings
+
+    message = ("pull access denied for example.invalid/debian, repository does not exist or may require "
+               "'docker login': denied: requested access to the resource is denied. " * 3).strip()
+
+    class Images:
+        def get(self, name: str) -> None:
+            raise docker.errors.ImageNotFound("no such image")
+
+        def pull(self, name: str) -> None:
+            raise docker.errors.APIError(message)
+
+    engine: Any = type("FakeEngine", (), {"client": type("Client", (), {"images": Images()})()})()
+    factory = BuilderFactory(engine, Runner(Reporter(quiet_output=True)), Reporter(quiet_output=True))
+    with pytest.raises(EnvironmentProblem) as caught:
+        factory._choose(BuilderSettings(base="image", image="example.invalid/debian:12"))
+    assert message in caught.value.message

@@ -35,13 +35,14 @@ SUITE_SUFFIXES = ("-updates", "-backports", "-backports-sloppy", "-proposed-upda
 
 
 class NotFound(InputError):
-    """The server answered that the URL does not exist (HTTP 404 or 410): the URL, made from the profile, is wrong."""
+    """The server answered that the URL does not exist (HTTP 404 or 410, or no such file for file://):
+    the URL, made from the profile, is wrong."""
 
-    def __init__(self, url: str, code: int, what: str) -> None:
-        super().__init__(f"{what}: {url} does not exist (HTTP {code})",
+    def __init__(self, url: str, why: str, what: str) -> None:
+        super().__init__(f"{what}: {url} does not exist ({why})",
                          hint="the server is reachable and says there is nothing there: check the profile's value")
         self.url = url
-        self.code = code
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,13 @@ def fetch_with_retries(url: str, *, what: str, fetch: Fetch = _default_fetch,
             return fetch(url)
         except urllib.error.HTTPError as exc:
             if exc.code in NOT_FOUND:
-                raise NotFound(url, exc.code, what) from None
+                raise NotFound(url, f"HTTP {exc.code}", what) from None
             failures.append(f"HTTP {exc.code}")
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
             wait = float(retry_after) if retry_after and retry_after.isdigit() else None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            if isinstance(getattr(exc, "reason", None), FileNotFoundError):  # a file:// mirror
+                raise NotFound(url, "no such file", what) from None
             failures.append(str(getattr(exc, "reason", exc)))
             wait = None
         if attempt < len(delays):
@@ -153,7 +156,7 @@ def unknown_suite(debian: DebianSettings, missing: NotFound, fetch: Fetch) -> In
             hint = ("the mirror has none of the usual Debian suites either: check debian.mirror too "
                     f"(it should be a Debian archive, the folder that holds dists/, like {DEFAULT_MIRROR})")
     return InputError(f"key 'debian.suite': the mirror {debian.mirror} has no suite {debian.suite!r} "
-                      f"({missing.url} does not exist, HTTP {missing.code})", hint=hint.strip())
+                      f"({missing.url} does not exist: {missing.why})", hint=hint.strip())
 
 
 def _did_you_mean(names: list[str]) -> str:

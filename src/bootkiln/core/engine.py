@@ -382,7 +382,7 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
         client.ping()
     except Exception as exc:  # docker-py raises several unrelated types for "cannot connect"
         raise EnvironmentProblem(
-            f"no Docker engine is reachable at {endpoint.url} ({endpoint.origin}): {_short(exc)}",
+            f"no Docker engine is reachable at {endpoint.url} ({endpoint.origin}): {engine_message(exc)}",
             hint="start one (`sudo systemctl start docker`, or on a host without systemd "
             "`sudo dockerd --bridge=none --iptables=false --ip6tables=false &`), "
             "or point DOCKER_HOST / `docker context use` at a running engine; tools/setup-host.sh does it all",
@@ -396,7 +396,7 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
 MESSAGE_LIMIT = 1000
 
 
-def _short(exc: BaseException) -> str:
+def engine_message(exc: BaseException) -> str:
     """The engine's message whole, on one line; only a very long one is cut, after a sentence, saying so."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if len(text) <= MESSAGE_LIMIT:

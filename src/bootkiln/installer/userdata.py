@@ -186,8 +186,6 @@ KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 def normalise_pem(text: str, labels: tuple[str, ...], *, many: bool, what: str) -> str:
     """PEM blocks with LF line endings and nothing else: the reader checks them line by line."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").strip().split("\n")]
-    # A rejected line of a key is key material: name its number, never its text.
-    secret = labels == KEY_LABELS
     leading = len(text) - len(text.lstrip())
     first_line = text[:leading].replace("\r\n", "\n").count("\n") + 1
     blocks = 0
@@ -203,8 +201,8 @@ def normalise_pem(text: str, labels: tuple[str, ...], *, many: bool, what: str) 
             blocks += 1
         elif inside is None or not PEM_LINE.match(line):
             hint = " (an encrypted key: the installer cannot decrypt it)" if "Proc-Type" in line else ""
-            shown = "" if secret else f" {line[:40]!r}"
-            raise ValueError(f"{what}: not a plain PEM {labels[0]}: unexpected line {number}{shown} (PEM lines "
+            # Never quote the line: a key's lines are secret, and a key given as a certificate by mistake too.
+            raise ValueError(f"{what}: not a plain PEM {labels[0]}: unexpected line {number} (PEM lines "
                              f"are BEGIN/END boundaries and base64 of at most 76 characters){hint}")
     if inside is not None or blocks == 0:
         raise ValueError(f"{what}: no complete PEM {labels[0]} block")
