@@ -137,3 +137,9 @@ def test_a_failed_pull_shows_the_engines_message_whole() -> None:
     with pytest.raises(EnvironmentProblem) as caught:
         factory._choose(BuilderSettings(base="image", image="example.invalid/debian:12"))
     assert message in caught.value.message
+
+
+def test_our_own_messages_carry_no_pydantic_prefix(write_profile: WriteProfile) -> None:
+    error = refused(write_profile("[disk]\nsize = 1\n"))
+    assert "key 'disk.size': must be a whole number of MiB" in error.message
+    assert "Value error" not in error.message

@@ -93,7 +93,8 @@ def describe_validation_errors(exc: ValidationError) -> str:
         else:
             # Our own validators already quote the value in their message.
             quoted = error["type"] == "value_error" or isinstance(given, dict)
-            lines.append(f"  key '{key}': {error['msg']}{'' if quoted else f' (got {given!r})'}")
+            message = str(error["msg"]).removeprefix("Value error, ")  # pydantic's prefix for our own messages
+            lines.append(f"  key '{key}': {message}{'' if quoted else f' (got {given!r})'}")
     return "\n".join(lines)
 
 
