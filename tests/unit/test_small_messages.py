@@ -59,7 +59,8 @@ def test_a_partition_size_union_is_described_in_one_line(write_profile: WritePro
     assert "constrained-int" not in error.message
 
 
-@pytest.mark.parametrize("data", [bytes(range(256)) * 4, b"name = \"x\"\n\0\0\0", b"\x89PNG\r\n\x1a\n" + b"\xff" * 64])
+@pytest.mark.parametrize("data", [bytes(range(256)) * 4, b"name = \"x\"\n\0\0\0", b"\x89PNG\r\n\x1a\n" + b"\xff" * 64,
+                                  bytes(range(1, 128)) * 8])
 def test_a_binary_profile_gets_a_hint(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "image.toml"
     path.write_bytes(data)

@@ -5,6 +5,7 @@ Every error names the file and the dotted key; nothing here starts a container o
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -65,18 +66,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
     not_text = InputError(f"{path}: not a text file, so not a profile",
                           hint="a profile is a TOML text file in UTF-8 (see profiles/*.toml); check that you "
                                "passed the profile and not an image, an archive or another binary file")
-    if b"\0" in raw:
-        raise not_text
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise not_text from None
+    # TOML allows no control characters but tab and line ends: a file with them is not text at all.
+    if CONTROL_CHARACTERS.search(text):
+        raise not_text
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 BYTE_SIZE_HELP = "a size is a whole number of bytes (0 or more), or a string like '512MiB' or '2GiB'"
 
 
