@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -146,10 +147,10 @@ def _describe_branch(name: str, error: Any) -> str:
 
 
 def _is_branch_name(part: str) -> bool:
-    return part.startswith(("literal[", "constrained-", "function-")) or part in _model_names() or part in (
-        "int", "str", "float", "bool", "none")
+    return part.startswith(("literal[", "constrained-", "function-")) or part in _model_names()
 
 
+@cache
 def _model_names() -> dict[str, type[BaseModel]]:
     """Every model reachable from the profile's schema, by class name (pydantic's names for union branches)."""
     found: dict[str, type[BaseModel]] = {}
