@@ -71,6 +71,8 @@ def test_userdata_output_to_a_folder_is_an_input_error_and_leaves_no_key(
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     assert f"{target} is a folder" in captured.err + captured.out
+    assert f"--output {target / 'web1.example.com.gz'}" in captured.err + captured.out
+    assert "certificates for" not in captured.out, "refused before any key was made"
     assert list(target.iterdir()) == []
     assert leftovers(tmp_path) == []
 

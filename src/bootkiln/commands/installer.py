@@ -55,11 +55,17 @@ def private_pki_dir(profile: Profile, reporter: Reporter) -> Path:
     return root
 
 
+def check_output(path: Path, hostname: str | None = None) -> None:
+    """A folder is no place to write the document to: said before any key is made."""
+    if path.is_dir():
+        example = path / f"{hostname or 'HOSTNAME'}.gz"
+        raise InputError(f"{path} is a folder, not a file to write the user-data to",
+                         hint=f"pass a file path, e.g. --output {example}")
+
+
 def write_private(path: Path, data: bytes) -> None:
     """0600 from the first byte: the document holds the host's private key. No temporary file survives."""
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a file to write the user-data to",
-                         hint=f"pass a file path, e.g. --output {path / 'HOSTNAME.gz'}")
+    check_output(path)
     try:
         write_atomic(path, data, mode=0o600, private_parent=True)
     except OSError as exc:
@@ -76,6 +82,8 @@ def userdata(profile_ref: str | None, hostname: str | None = None, output: str |
 
     def action(reporter: Reporter) -> None:
         profile = load_profile(profile_ref)
+        if output:
+            check_output(Path(output), hostname or profile.userdata.hostname)
         document, encoded = make_userdata(profile, hostname, reporter)
         path = Path(output) if output else userdata_path(profile, document.hostname)
         write_private(path, encoded.blob)
