@@ -69,3 +69,19 @@ def test_a_loose_key_folder_is_tightened(tmp_path: Path, private_pki: Path, monk
     profile.write_text(PROFILE)
     assert installer_commands.userdata(str(profile)) == 0
     assert (private_pki / "site").stat().st_mode & 0o777 == 0o700
+
+
+def test_keys_left_under_out_beside_a_new_ca_are_pointed_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_pki: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BOOTKILN_OUT", str(tmp_path / "out"))
+    profile = tmp_path / "site.toml"
+    profile.write_text(PROFILE)
+    assert installer_commands.userdata(str(profile)) == 0
+    old = tmp_path / "out" / "site" / "pki"
+    old.mkdir(parents=True)
+    (old / "ca.key").write_text("an old key")
+    capsys.readouterr()
+    assert installer_commands.userdata(str(profile)) == 0
+    captured = capsys.readouterr()
+    assert f"{old} still holds private keys" in captured.out + captured.err

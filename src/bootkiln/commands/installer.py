@@ -52,6 +52,9 @@ def private_pki_dir(profile: Profile, reporter: Reporter) -> Path:
         shutil.move(old, root)
         reporter.info(f"moved the CA and keys from {old} to {root}: private keys stay out of out/, whose files "
                       "get uploaded")
+    elif old.exists():
+        reporter.warn(f"{old} still holds private keys an older bootkiln wrote there, beside the artifacts; "
+                      f"this run uses {root}: delete {old} (or move it to {root} if that is the CA you mean)")
     return root
 
 
