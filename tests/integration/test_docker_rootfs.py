@@ -171,13 +171,17 @@ def test_unreachable_mirror_is_retried_then_named(isolated: dict[str, str], tmp_
     assert time.monotonic() - started > 6, "three retries with backoff take at least 7 s"
 
 
-def test_unknown_suite_is_retried_then_names_the_mirror(isolated: dict[str, str], tmp_path: Path) -> None:
+def test_unknown_suite_is_the_profiles_fault_and_names_the_mirror(isolated: dict[str, str], tmp_path: Path) -> None:
+    """A 404 for the suite is not retried and not the environment's fault: exit 2, before any stage."""
     profile = tmp_path / "typo.toml"
     profile.write_text('[debian]\nsuite = "bookwrom"\n')
     result = invoke(["rootfs", "--profile", str(profile)], env=isolated)
-    assert result.returncode == 3, result.output
+    assert result.returncode == 2, result.output
+    assert "error (bad input): key 'debian.suite'" in result.output
     assert "'bookwrom'" in result.output and "http://deb.debian.org/debian" in result.output
     assert "HTTP 404" in result.output
+    assert "did you mean 'bookworm'?" in result.output
+    assert "▶ rootfs" not in result.output
 
 
 def test_files_move_through_the_api_with_modes_and_devices(
