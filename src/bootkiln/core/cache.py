@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.errors import InputError
 
 ENTRY_FILE = "entry.json"
@@ -53,7 +54,7 @@ class StageCache:
         self.root.mkdir(parents=True, exist_ok=True)
         marker = self.root / MARKER_FILE
         if not marker.exists() and _is_legacy_cache(self.root):
-            marker.write_text(MARKER_TEXT)
+            write_atomic(marker, MARKER_TEXT)  # builds starting at once may both write it
 
     def is_ours(self) -> bool:
         """True for a folder bootkiln made as a cache: tagged, or exactly a cache of before the tag."""
