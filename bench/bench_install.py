@@ -53,7 +53,7 @@ def main() -> None:
         userdata = scratch / "user-data.gz"
         subprocess.run([sys.executable, "-m", "invoke", "userdata", "--profile", "installer", "--hostname",
                         "bench.example.com", "--output", str(userdata)], cwd=ROOT, check=True, capture_output=True,
-                       env={**os.environ, "BOOTKILN_OUT": str(scratch / "out")})
+                       env={**os.environ, "BOOTKILN_OUT": str(scratch / "out"), "BOOTKILN_PKI": str(scratch / "pki")})
         modes = [("offline", True)] + ([("online", False)] if args.online else [])
         for mode, payload in modes:
             iso, kernel = installer_iso(scratch, payload=payload)

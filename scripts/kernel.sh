@@ -2,7 +2,8 @@
 # kernel stage, run inside the builder container with the build volume at /work.
 #   kernel.sh fetch     (network host)  download the kernel package from the profile's archive
 #   kernel.sh extract   (network none)  take vmlinuz and only the requested modules + dependencies
-# Settings: BK_KERNEL_PACKAGE (package name) or /bootkiln/kernel.deb (a given .deb), BK_MODULES.
+# Settings: BK_KERNEL_PACKAGE (package name) or /bootkiln/kernel.deb (a given .deb); the module lists
+# /bootkiln/modules.txt and /bootkiln/target-modules.txt, one name a line.
 set -euo pipefail
 export LC_ALL=C.UTF-8 TZ=UTC
 umask 022
@@ -87,12 +88,15 @@ extract() {
     # Packages ship no modules.dep (postinst makes it); make it so modprobe can resolve.
     depmod --basedir=/work/kx "$version"
 
-    select_modules "$version" "$BK_MODULES" /work/sel /work/resolved
+    local modules target_modules
+    modules=$(paste -sd, /bootkiln/modules.txt)
+    target_modules=$(paste -sd, /bootkiln/target-modules.txt)
+    select_modules "$version" "$modules" /work/sel /work/resolved
     module_tar /work/sel "$OUT/modules.tar" lib
-    if [ -n "${BK_TARGET_MODULES:-}" ]; then
+    if [ -n "$target_modules" ]; then
         # The installed system's kernel (installer profiles): its own module set, plus the config
         # and System.map initramfs-tools and depmod look for in /boot.
-        select_modules "$version" "$BK_TARGET_MODULES" /work/target /work/target-resolved
+        select_modules "$version" "$target_modules" /work/target /work/target-resolved
         mkdir -p /work/target/boot
         cp /work/kx/boot/config-"$version" /work/kx/boot/System.map-"$version" /work/target/boot/
         module_tar /work/target "$OUT/target-modules.tar" boot lib

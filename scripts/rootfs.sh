@@ -2,7 +2,7 @@
 # rootfs stage, run inside the builder container with the build volume at /work.
 #   rootfs.sh bootstrap   (network host)  mmdebstrap the profile's Debian into /work/rootfs
 #   rootfs.sh finalise    (network none)  overlay, normalise, manifest, deterministic tarball
-# Settings come from BK_* variables set by src/bootkiln/stages/rootfs.py.
+# Settings come from BK_* variables set by src/bootkiln/stages/rootfs.py, lists from files in /bootkiln/.
 set -euo pipefail
 
 ROOT=/work/rootfs
@@ -21,7 +21,15 @@ bootstrap() {
         # Keep the package lists until finalise has recorded each .deb's sha256 in the manifest.
         --skip=cleanup/apt/lists
     )
-    if [ -n "${BK_PACKAGES:-}" ]; then args+=(--include="$BK_PACKAGES"); fi
+    # rootfs.packages, one a line: --include in chunks, since one argument may not exceed 128 KiB.
+    local -a packages
+    mapfile -t packages < /bootkiln/packages.txt
+    local i
+    for (( i = 0; i < ${#packages[@]}; i += 1000 )); do
+        args+=(--include="$(IFS=,; echo "${packages[*]:i:1000}")")
+    done
+    # Arguments may take a quarter of the stack limit (at most 6 MiB): room for a long list.
+    ulimit -S -s 65536 2>/dev/null || true
     rm -rf "$ROOT"
     # The sources list (mirror or snapshot, components) is written by bootkiln: see archive.sources_list.
     mmdebstrap "${args[@]}" "$BK_SUITE" "$ROOT" /bootkiln/apt/sources.list

@@ -2,7 +2,8 @@
 
 Every error bootkiln raises on purpose is a BootkilnError. Its `kind` tells the user whether the
 input (a profile, a flag), the environment (Docker, the network, a missing tool) or bootkiln itself
-is at fault, and `hint` says what to try next. The task layer maps kinds to exit codes.
+is at fault, or that a built image failed the checks it was tested with, and `hint` says what to try
+next. The task layer maps kinds to exit codes: 2 input, 3 environment, 4 image checks, 70 internal.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from enum import Enum
 class Fault(Enum):
     INPUT = "bad input"
     ENVIRONMENT = "environment"
+    CHECKS = "the image failed its checks"
     INTERNAL = "internal error (a bootkiln bug)"
 
     @property
     def exit_code(self) -> int:
-        return {Fault.INPUT: 2, Fault.ENVIRONMENT: 3, Fault.INTERNAL: 70}[self]
+        return {Fault.INPUT: 2, Fault.ENVIRONMENT: 3, Fault.CHECKS: 4, Fault.INTERNAL: 70}[self]
 
 
 def format_argv(argv: Sequence[str]) -> str:
@@ -50,6 +52,20 @@ class EnvironmentProblem(BootkilnError):
 
 class InternalError(BootkilnError):
     fault = Fault.INTERNAL
+
+
+class ImageChecksFailed(BootkilnError):
+    """The build and the tools worked; the image does not pass the checks it was tested with."""
+
+    fault = Fault.CHECKS
+
+    def __init__(self, failed: Sequence[str], hint: str = "") -> None:
+        count = f"{len(failed)} check{'s' if len(failed) != 1 else ''}" if failed else "some checks"
+        super().__init__(f"{count} failed", hint)
+        self.failed = list(failed)
+
+    def details(self) -> list[str]:
+        return [f"failed: {name}" for name in self.failed]
 
 
 class CommandFailed(BootkilnError):

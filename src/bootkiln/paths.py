@@ -41,3 +41,14 @@ class Workspace:
 
     def output_dir(self, profile_name: str) -> Path:
         return self.out / profile_name
+
+
+def pki_root() -> Path:
+    """Where generated Puppet CAs and keys live: BOOTKILN_PKI, or .cache/pki/ in the checkout.
+
+    Never under out/, whose artifacts get uploaded and copied around; never under the stage cache,
+    which `invoke clean` empties (a new CA would orphan every host the old one signed); and never
+    derived from BOOTKILN_CACHE's parent, which may be a shared folder such as /tmp.
+    """
+    override = os.environ.get("BOOTKILN_PKI")
+    return (Path(override) if override else project_root() / ".cache" / "pki").resolve()

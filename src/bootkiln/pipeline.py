@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, resolve_archive
 from bootkiln.core.builder import BuilderFactory, BuilderImage
@@ -211,6 +212,4 @@ def _place(source: Path, destination: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    temporary.replace(path)
+    write_atomic(path, text)

@@ -93,6 +93,7 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("BOOTKILN_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("BOOTKILN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BOOTKILN_PKI", str(tmp_path / "pki"))
     return moto_server
 
 

@@ -112,8 +112,11 @@ def test_image_checks_catch_a_broken_image(
     profile.write_text('[checks]\npaths = ["checks/test_extra.py"]\n')
     env = session_build.env()
     result = invoke(["test-image", "--profile", str(profile)], env=env)
-    assert result.returncode != 0
+    assert result.returncode == 4, result.output  # the image's fault, not the environment's (3)
     assert "test_vim_is_installed" in result.output and "1 failed" in result.output
+    assert "the image failed its checks" in result.output
+    assert "1 check failed" in result.output
+    assert f"failed: {tmp_path / 'checks' / 'test_extra.py'}::test_vim_is_installed" in result.output
 
 
 def test_killed_build_leaves_no_entry_and_rebuild_reproduces(
@@ -168,13 +171,17 @@ def test_unreachable_mirror_is_retried_then_named(isolated: dict[str, str], tmp_
     assert time.monotonic() - started > 6, "three retries with backoff take at least 7 s"
 
 
-def test_unknown_suite_is_retried_then_names_the_mirror(isolated: dict[str, str], tmp_path: Path) -> None:
+def test_unknown_suite_is_the_profiles_fault_and_names_the_mirror(isolated: dict[str, str], tmp_path: Path) -> None:
+    """A 404 for the suite is not retried and not the environment's fault: exit 2, before any stage."""
     profile = tmp_path / "typo.toml"
     profile.write_text('[debian]\nsuite = "bookwrom"\n')
     result = invoke(["rootfs", "--profile", str(profile)], env=isolated)
-    assert result.returncode == 3, result.output
+    assert result.returncode == 2, result.output
+    assert "error (bad input): key 'debian.suite'" in result.output
     assert "'bookwrom'" in result.output and "http://deb.debian.org/debian" in result.output
     assert "HTTP 404" in result.output
+    assert "did you mean 'bookworm'?" in result.output
+    assert "▶ rootfs" not in result.output
 
 
 def test_files_move_through_the_api_with_modes_and_devices(
@@ -210,3 +217,17 @@ def test_missing_builder_base_gives_a_clear_error(isolated: dict[str, str], tmp_
 def test_host_runner_streams_with_stage_prefix(capsys: pytest.CaptureFixture[str]) -> None:
     Runner(Reporter()).run([sys.executable, "-c", "print('hello')"], stage="demo", where=Host())
     assert "demo | hello" in capsys.readouterr().out
+
+
+def test_a_200000_package_list_reaches_mmdebstrap(session_build: SessionBuild, tmp_path: Path) -> None:
+    """The list travels as a file and in chunks: in BK_PACKAGES it failed with 'argument list too long'."""
+    names = ["ca-certificates", "less", "netbase"]
+    packages = [names[i % len(names)] for i in range(200_000)]
+    profile = tmp_path / "many.toml"
+    profile.write_text("[rootfs]\npackages = [" + ", ".join(f'"{name}"' for name in packages) + "]\n")
+    result = invoke(["rootfs", "--profile", str(profile)], env=session_build.env())
+    assert "argument list too long" not in result.output
+    assert result.returncode == 0, result.output[-3000:]
+    listed = (session_build.workspace.out / "many" / "packages.tsv").read_text()
+    installed = {line.split("\t")[0] for line in listed.splitlines()}
+    assert set(names) <= installed

@@ -17,6 +17,14 @@ def checkout_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BOOTKILN_HOME", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def private_pki(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Generated CAs and keys go to a folder of the test's own, never to the checkout's .cache/pki."""
+    folder = tmp_path_factory.mktemp("pki")
+    monkeypatch.setenv("BOOTKILN_PKI", str(folder))
+    return folder
+
+
 @pytest.fixture
 def write_profile(tmp_path: Path) -> WriteProfile:
     """Write TOML text to tmp_path/profile.toml and return the file's resolved path."""

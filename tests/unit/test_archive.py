@@ -9,8 +9,8 @@ from email.message import Message
 
 import pytest
 
-from bootkiln.core.archive import release_date, resolve_archive, snapshot_epoch
-from bootkiln.errors import EnvironmentProblem, Fault
+from bootkiln.core.archive import fetch_with_retries, release_date, resolve_archive, snapshot_epoch
+from bootkiln.errors import EnvironmentProblem, Fault, InputError
 from bootkiln.profile.schema import DebianSettings
 
 RELEASE = b"""Origin: Debian
@@ -101,17 +101,30 @@ def test_unreachable_mirror_is_tried_three_times_then_named() -> None:
     assert "debian.mirror" in caught.value.hint
 
 
-def test_unknown_suite_404_is_retried_and_names_the_mirror() -> None:
+def test_unknown_suite_404_is_the_profiles_fault_and_not_retried() -> None:
+    """A 404 for the suite's InRelease is the profile's mistake: no retries, exit 2, the key named."""
     settings = DebianSettings(suite="bookwrom")
     fetch = Recorder([http_error(404) for _ in range(10)])
-    with pytest.raises(EnvironmentProblem) as caught:
+    with pytest.raises(InputError) as caught:
         resolve_archive(settings, fetch=fetch, delays=(0, 0))
-    assert len(fetch.urls) == 3
+    assert fetch.urls[0] == "http://deb.debian.org/debian/dists/bookwrom/InRelease"
+    assert fetch.urls.count(fetch.urls[0]) == 1
     message = caught.value.message
+    assert caught.value.fault is Fault.INPUT
+    assert "key 'debian.suite'" in message
     assert "http://deb.debian.org/debian" in message
     assert "'bookwrom'" in message
     assert "HTTP 404" in message
-    assert "debian.suite" in caught.value.hint
+    assert "check debian.mirror" in caught.value.hint  # this fake mirror has no suite at all
+
+
+def test_a_missing_kernel_apt_source_is_the_profiles_fault() -> None:
+    fetch = Recorder([http_error(404)])
+    with pytest.raises(InputError) as caught:
+        fetch_with_retries("http://m/debian/dists/nope/InRelease", what="kernel.apt_source 'deb ...'",
+                           fetch=fetch, delays=(0, 0))
+    assert len(fetch.urls) == 1
+    assert "kernel.apt_source" in caught.value.message and "HTTP 404" in caught.value.message
 
 
 def test_retries_wait_as_told(monkeypatch: pytest.MonkeyPatch) -> None:

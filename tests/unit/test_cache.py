@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bootkiln.core.cache import ENTRY_FILE, StageCache
+from bootkiln.errors import InputError
 
 KEY = "0123456789abcdef" * 4
 OTHER_KEY = "fedcba9876543210" * 4
@@ -207,3 +208,108 @@ def test_build_killed_mid_write_leaves_no_entry_and_the_next_one_succeeds(tmp_pa
     assert (entry / "rootfs.tar").read_bytes() == b"complete"
     assert json.loads((entry / ENTRY_FILE).read_text())["attempt"] == 2
     assert scratch_dirs(cache) == []
+
+
+# --- clean: only a folder bootkiln made as its cache --------------------------------------------------
+
+def test_a_new_cache_is_tagged_and_clean_removes_it(tmp_path: Path) -> None:
+    from bootkiln.core.cache import MARKER_FILE, MARKER_TEXT
+
+    cache = StageCache(tmp_path / "cache")
+    with cache.lock("rootfs", KEY), cache.writer("rootfs", KEY, {}) as scratch:
+        (scratch / "rootfs.tar").write_bytes(b"tar")
+    assert (cache.root / MARKER_FILE).read_text() == MARKER_TEXT
+    assert cache.is_ours()
+    cache.clean()
+    assert not cache.root.exists()
+    cache.clean()  # nothing to clean is fine
+
+
+def test_clean_refuses_a_folder_holding_a_users_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from bootkiln.commands import build as build_commands
+
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work\n")
+    monkeypatch.setenv("BOOTKILN_CACHE", str(folder))
+    assert build_commands.clean(False) == 2
+    captured = capsys.readouterr()
+    assert f"{folder} is not a bootkiln stage cache" in captured.out + captured.err
+    assert (folder / "thesis.txt").read_text() == "years of work\n"
+
+
+def test_a_build_using_a_users_folder_does_not_tag_it(tmp_path: Path) -> None:
+    """Tagging a folder with a user's files would make `clean` delete them later."""
+    from bootkiln.core.cache import MARKER_FILE
+
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work\n")
+    cache = StageCache(folder)
+    with cache.lock("rootfs", KEY):
+        pass
+    assert not (folder / MARKER_FILE).exists()
+    with pytest.raises(InputError, match="not a bootkiln stage cache"):
+        cache.clean()
+    assert (folder / "thesis.txt").exists()
+
+
+def test_another_tools_cachedir_tag_is_not_ours(tmp_path: Path) -> None:
+    folder = tmp_path / "pip-cache"
+    folder.mkdir()
+    (folder / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n# pip\n")
+    with pytest.raises(InputError, match="not a bootkiln stage cache"):
+        StageCache(folder).clean()
+    assert (folder / "CACHEDIR.TAG").exists()
+
+
+def legacy_cache(root: Path) -> Path:
+    """A cache made before the tag existed: locks/, stages/<stage>/<key>/, tmp/<stage>-<key16>-<uuid8>/."""
+    (root / "stages" / "rootfs" / KEY).mkdir(parents=True)
+    (root / "stages" / "rootfs" / KEY / ENTRY_FILE).write_text("{}")
+    (root / "stages" / "online-tools" / OTHER_KEY).mkdir(parents=True)
+    (root / "locks").mkdir()
+    (root / "locks" / f"rootfs-{KEY}.lock").write_text("")
+    (root / "tmp" / f"rootfs-{KEY[:16]}-deadbeef").mkdir(parents=True)
+    return root
+
+
+def test_a_cache_made_before_the_tag_is_recognised_by_its_layout(tmp_path: Path) -> None:
+    cache = StageCache(legacy_cache(tmp_path / "old"))
+    assert cache.is_ours()
+    cache.clean()
+    assert not cache.root.exists()
+
+
+def test_a_cache_made_before_the_tag_is_tagged_when_used(tmp_path: Path) -> None:
+    from bootkiln.core.cache import MARKER_FILE
+
+    cache = StageCache(legacy_cache(tmp_path / "old"))
+    with cache.lock("rootfs", KEY):
+        pass
+    assert (cache.root / MARKER_FILE).is_file()
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", "stages/rootfs/notes.txt", "stages/rootfs/not-a-key/",
+                                   "locks/passwords", "tmp/photos/", "src/"])
+def test_anything_beyond_the_old_layout_is_refused(tmp_path: Path, extra: str) -> None:
+    root = legacy_cache(tmp_path / "old")
+    path = root / extra.rstrip("/")
+    if extra.endswith("/"):
+        path.mkdir(parents=True)
+    else:
+        path.write_text("mine")
+    with pytest.raises(InputError, match="not a bootkiln stage cache"):
+        StageCache(root).clean()
+    assert path.exists()
+
+
+def test_a_symlinked_part_of_the_old_layout_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "stages").symlink_to(elsewhere)
+    with pytest.raises(InputError, match="not a bootkiln stage cache"):
+        StageCache(root).clean()

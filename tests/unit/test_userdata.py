@@ -211,7 +211,7 @@ def test_invoke_userdata_writes_a_private_file_and_prints_only_sizes(
     assert doc.hostname == "db1.example.com"
     assert "PRIVATE KEY" not in output and doc.certs.key.get_secret_value().splitlines()[1] not in output
     assert "gzip framing" in output and "EC2 limit 16,384 bytes" in output and str(written) in output
-    key_file = tmp_path / "out" / "profile" / "pki" / "hosts" / "db1.example.com.key"
+    key_file = Path(os.environ["BOOTKILN_PKI"]) / "profile" / "hosts" / "db1.example.com.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 
     assert installer_commands.userdata(str(path)) == 2

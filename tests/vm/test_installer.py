@@ -71,7 +71,7 @@ def make_userdata(tmp: Path, device: str, *, plain_and_wipe: bool = False) -> Do
     profile.write_text(text.replace('"/dev/vda"', f'"{device}"'))
     output = tmp / f"{HOSTNAME}-{device.rsplit('/', 1)[-1]}.gz"
     result = invoke(["userdata", "--profile", str(profile), "--hostname", HOSTNAME, "--output", str(output)],
-                    env={"BOOTKILN_OUT": str(tmp / "out")})
+                    env={"BOOTKILN_OUT": str(tmp / "out"), "BOOTKILN_PKI": str(tmp / "pki")})
     assert result.returncode == 0, result.output[-3000:]
     return Document(output, decode(output.read_bytes()))
 

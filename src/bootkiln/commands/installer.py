@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import EncodedUserData, UserData
-from bootkiln.paths import Workspace
+from bootkiln.paths import Workspace, pki_root
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
 
@@ -30,7 +31,7 @@ def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) ->
     settings = profile.userdata
     names = host_names(settings, hostname, where=_where(profile))
     if settings.certs == "generate":
-        root = _out(profile) / "pki"
+        root = private_pki_dir(profile, reporter)
         certs = pki.generate(root, certname=names.certname, hostname=names.hostname, server=names.server,
                              key_type=settings.key_type)
         reporter.info(f"certificates for {names.certname} from the CA in {root} (made there if missing)")
@@ -42,14 +43,37 @@ def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) ->
     return document, encoded
 
 
+def private_pki_dir(profile: Profile, reporter: Reporter) -> Path:
+    """The profile's CA and keys, outside out/ (see paths.pki_root); an older out/<profile>/pki/ is moved there."""
+    root = pki_root() / profile.name
+    old = _out(profile) / "pki"
+    if old.is_dir() and not old.is_symlink() and not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.move(old, root)
+        reporter.info(f"moved the CA and keys from {old} to {root}: private keys stay out of out/, whose files "
+                      "get uploaded")
+    elif old.exists():
+        reporter.warn(f"{old} still holds private keys an older bootkiln wrote there, beside the artifacts; "
+                      f"this run uses {root}: delete {old} (or move it to {root} if that is the CA you mean)")
+    return root
+
+
+def check_output(path: Path, hostname: str | None = None) -> None:
+    """A folder is no place to write the document to: said before any key is made."""
+    if path.is_dir():
+        example = path / f"{hostname or 'HOSTNAME'}.gz"
+        raise InputError(f"{path} is a folder, not a file to write the user-data to",
+                         hint=f"pass a file path, e.g. --output {example}")
+
+
 def write_private(path: Path, data: bytes) -> None:
-    """0600 from the first byte: the document holds the host's private key."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-        handle.write(data)
-    temporary.replace(path)
+    """0600 from the first byte: the document holds the host's private key. No temporary file survives."""
+    check_output(path)
+    try:
+        write_atomic(path, data, mode=0o600, private_parent=True)
+    except OSError as exc:
+        raise InputError(f"cannot write the user-data to {path}: {exc.strerror or exc}",
+                         hint="pass --output a file path in a folder you can write to") from None
 
 
 def userdata_path(profile: Profile, hostname: str) -> Path:
@@ -61,6 +85,8 @@ def userdata(profile_ref: str | None, hostname: str | None = None, output: str |
 
     def action(reporter: Reporter) -> None:
         profile = load_profile(profile_ref)
+        if output:
+            check_output(Path(output), hostname or profile.userdata.hostname)
         document, encoded = make_userdata(profile, hostname, reporter)
         path = Path(output) if output else userdata_path(profile, document.hostname)
         write_private(path, encoded.blob)

@@ -27,7 +27,7 @@ import docker.errors
 
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, sources_list
-from bootkiln.core.engine import Engine, split_lines
+from bootkiln.core.engine import Engine, engine_message, split_lines
 from bootkiln.core.lease import LABEL
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import CommandFailed, EnvironmentProblem
@@ -122,7 +122,7 @@ class BuilderFactory:
                 self.reporter.info(f"pulling builder base {settings.image}")
                 return "image", str(self.engine.client.images.pull(settings.image).id)
             except docker.errors.APIError as exc:
-                problems.append(f"pulling {settings.image} failed: {str(exc).splitlines()[0][:200]}")
+                problems.append(f"pulling {settings.image} failed: {engine_message(exc)}")
         raise EnvironmentProblem(
             "no builder base image could be made: " + "; ".join(problems),
             hint="install mmdebstrap on this host, or `docker load` / make pullable the image in the "

@@ -450,7 +450,7 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
         client.ping()
     except Exception as exc:  # docker-py raises several unrelated types for "cannot connect"
         raise EnvironmentProblem(
-            f"no Docker engine is reachable at {endpoint.url} ({endpoint.origin}): {_short(exc)}",
+            f"no Docker engine is reachable at {endpoint.url} ({endpoint.origin}): {engine_message(exc)}",
             hint="start one (`sudo systemctl start docker`, or on a host without systemd "
             "`sudo dockerd --bridge=none --iptables=false --ip6tables=false &`), "
             "or point DOCKER_HOST / `docker context use` at a running engine; tools/setup-host.sh does it all",
@@ -461,12 +461,24 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
         engine.lease = hold_lease(client, endpoint.url, ttl, warn)
         reaped = engine.reap_orphans()
     except docker.errors.APIError as exc:
-        raise EnvironmentProblem(f"the Docker engine at {endpoint.url} refused a request: {_short(exc)}") from None
+        raise EnvironmentProblem(
+            f"the Docker engine at {endpoint.url} refused a request: {engine_message(exc)}") from None
     if reaped:
         warn(describe_reaped(reaped))
     return engine
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+# The engine's messages are one or two sentences; a page of text is some proxy's HTML error page.
+MESSAGE_LIMIT = 1000
+
+
+def engine_message(exc: BaseException) -> str:
+    """The engine's message whole, on one line; only a very long one is cut, after a sentence, saying so."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    cut = text[:MESSAGE_LIMIT]
+    boundary = max(cut.rfind(". "), cut.rfind("; "), cut.rfind(": "), cut.rfind(") "))
+    if boundary > MESSAGE_LIMIT // 2:
+        cut = cut[:boundary + 1]
+    return f"{cut} [{len(text) - len(cut):,} more characters of the engine's message left out]"

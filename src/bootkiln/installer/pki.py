@@ -1,7 +1,8 @@
 """Puppet certificates for the user-data: made here with `cryptography`, or taken from files and checked.
 
-Generated material lives in one folder (out/<profile>/pki/ by default): a CA, its CRL, and a
-certificate and key per certname, all reused on later runs so every host of a profile shares the CA.
+Generated material lives in one folder (BOOTKILN_PKI/<profile>/, by default .cache/pki/<profile>/ in
+the checkout; never under out/, whose files get uploaded): a CA, its CRL, and a certificate and key
+per certname, all reused on later runs so every host of a profile shares the CA.
 Keys are written 0600 and never printed; nothing here goes into an image or an ISO.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import CertFiles, Certificates, KeyType
 
@@ -69,13 +72,18 @@ def _key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Atomically, and with the mode set before any byte is written (keys are never world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    temporary.replace(path)
+    write_atomic(path, data, mode=mode, private_parent=True)
+
+
+def _private_folder(root: Path) -> None:
+    """The folder of keys: ours, and 0700 (a folder someone else made could be read or swapped by them)."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = root.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise InputError(f"{root} is not a folder of this user's: refusing to keep private keys there",
+                         hint="set BOOTKILN_PKI to a folder you own")
+    if info.st_mode & 0o077:
+        root.chmod(0o700)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -143,7 +151,7 @@ def generate(root: Path, *, certname: str, hostname: str, server: str, key_type:
     """The CA (made once), its CRL (remade when it has expired) and this certname's certificate and key."""
     now = now or dt.datetime.now(dt.UTC)
     paths = PkiPaths(root)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folder(root)
     if not (paths.ca_cert.is_file() and paths.ca_key.is_file()):
         _make_ca(paths, server, key_type, now)
     ca, ca_key = _load_ca(paths)
@@ -162,8 +170,8 @@ def generate(root: Path, *, certname: str, hostname: str, server: str, key_type:
 def load(files: CertFiles, base_dir: Path, *, certname: str, where: str) -> Certificates:
     """Existing certificates named by the profile (relative to it), checked as a set."""
     texts: dict[str, str] = {}
-    for part in ("ca", "crl", "cert", "key"):
-        path = base_dir / getattr(files, part)
+    paths = {part: base_dir / getattr(files, part) for part in ("ca", "crl", "cert", "key")}
+    for part, path in paths.items():
         try:
             texts[part] = path.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
@@ -172,18 +180,24 @@ def load(files: CertFiles, base_dir: Path, *, certname: str, where: str) -> Cert
     try:
         certs = Certificates(ca=texts["ca"], crl=texts["crl"], cert=texts["cert"], key=SecretStr(texts["key"]))
     except ValueError as exc:
-        raise InputError(f"{where}: key 'userdata.certs': {_first_error(exc)}",
+        raise InputError(f"{where}: key 'userdata.certs': {_first_error(exc, paths)}",
                          hint="each file holds unencrypted PEM: the CA certificate(s), the CRL, the host "
                               "certificate and its private key") from None
     verify(certs, certname=certname, where=where)
     return certs
 
 
-def _first_error(exc: ValueError) -> str:
+def _first_error(exc: ValueError, paths: dict[str, Path]) -> str:
+    """Pydantic's messages, each naming the file it is about; never the rejected value (it may be a key)."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in errors())
-    return str(exc)
+    if not callable(errors):
+        return str(exc)
+    problems = []
+    for error in errors():
+        part = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{paths[part]}: {message}" if part in paths else message)
+    return "; ".join(problems)
 
 
 def verify(certs: Certificates, *, certname: str, where: str, now: dt.datetime | None = None) -> None:

@@ -230,9 +230,11 @@ KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 def normalise_pem(text: str, labels: tuple[str, ...], *, many: bool, what: str) -> str:
     """PEM blocks with LF line endings and nothing else: the reader checks them line by line."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").strip().split("\n")]
+    leading = len(text) - len(text.lstrip())
+    first_line = text[:leading].replace("\r\n", "\n").count("\n") + 1
     blocks = 0
     inside: str | None = None
-    for line in lines:
+    for number, line in enumerate(lines, start=first_line):
         boundary = PEM_BOUNDARY.match(line)
         if boundary and boundary[1] == "BEGIN" and inside is None:
             if boundary[2] not in labels:
@@ -243,7 +245,9 @@ def normalise_pem(text: str, labels: tuple[str, ...], *, many: bool, what: str) 
             blocks += 1
         elif inside is None or not PEM_LINE.match(line):
             hint = " (an encrypted key: the installer cannot decrypt it)" if "Proc-Type" in line else ""
-            raise ValueError(f"{what}: not a plain PEM {labels[0]}: unexpected line {line[:40]!r}{hint}")
+            # Never quote the line: a key's lines are secret, and a key given as a certificate by mistake too.
+            raise ValueError(f"{what}: not a plain PEM {labels[0]}: unexpected line {number} (PEM lines "
+                             f"are BEGIN/END boundaries and base64 of at most 76 characters){hint}")
     if inside is not None or blocks == 0:
         raise ValueError(f"{what}: no complete PEM {labels[0]} block")
     if blocks > 1 and not many:
@@ -458,7 +462,8 @@ def decode(blob: bytes) -> UserData:
             continue
         key, sep, value = line.partition("=")
         if not sep:
-            raise InputError(f"user-data line {number}: not key=value: {line[:40]!r}")
+            # Never quote a line: the document carries the host's private key.
+            raise InputError(f"user-data line {number}: not key=value")
         if key == "begin" and value in SECTIONS and value not in pems:
             section = value
             pems[value] = []
@@ -476,7 +481,7 @@ def decode(blob: bytes) -> UserData:
                      "puppet.certname") and key not in values:
             values[key] = value
         else:
-            raise InputError(f"user-data line {number}: unexpected or repeated line {line[:40]!r}")
+            raise InputError(f"user-data line {number}: unexpected or repeated line")
     if section is not None:
         raise InputError(f"user-data: section {section!r} has no end={section} line")
     if values.get("version") != str(USERDATA_VERSION):

@@ -99,7 +99,8 @@ class BusyboxStage(StageBase):
         engine = ctx.runner.engine
         assert engine is not None
         config = busybox_config(ctx.profile)
-        env = {**archive_env(ctx), "BK_APPLETS": ",".join(ctx.profile.busybox.applets)}
+        # The applets are checked here after the build; the script never needed them in its environment.
+        env = archive_env(ctx)
         uploads = [scripts_upload(ctx, SCRIPT, {"busybox.config": (config.read_bytes(), 0o644)})]
         with engine.volume(self.name) as volume:
             online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,

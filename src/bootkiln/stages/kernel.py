@@ -75,9 +75,11 @@ class KernelStage(StageBase):
         kernel = ctx.profile.kernel
         deb = kernel_deb(ctx.profile)
         extra = {"kernel.deb": (deb.read_bytes(), 0o644)} if deb else {}
-        env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile),
-               "BK_MODULES": ",".join(kernel.modules),
-               "BK_TARGET_MODULES": ",".join(ctx.profile.installer.target_modules)}
+        # Lists go in files, not environment variables: a long one would exceed exec's argument limits.
+        extra["modules.txt"] = ("".join(f"{name}\n" for name in kernel.modules).encode(), 0o644)
+        extra["target-modules.txt"] = ("".join(f"{name}\n" for name in ctx.profile.installer.target_modules)
+                                       .encode(), 0o644)
+        env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile)}
         upload = scripts_upload(ctx, SCRIPT, extra, extra_apt_lines=[kernel.apt_source] if kernel.apt_source else [])
         with engine.volume(self.name) as volume:
             online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,

@@ -52,12 +52,13 @@ class RootfsStage(StageBase):
         return fingerprint.hexdigest()
 
     def env(self, ctx: StageContext) -> dict[str, str]:
-        return {**archive_env(ctx), "BK_VARIANT": ctx.profile.debian.variant,
-                "BK_PACKAGES": ",".join(ctx.profile.rootfs.packages)}
+        return {**archive_env(ctx), "BK_VARIANT": ctx.profile.debian.variant}
 
     def uploads(self, ctx: StageContext) -> list[Upload]:
         overlay = overlay_archive(plan_overlays(ctx.profile), ctx.archive.source_date_epoch)
-        return [scripts_upload(ctx, SCRIPT, {"overlay.tar": (overlay, 0o644)})]
+        # A file, not an environment variable: a long list would exceed exec's argument limits.
+        packages = "".join(f"{name}\n" for name in ctx.profile.rootfs.packages).encode()
+        return [scripts_upload(ctx, SCRIPT, {"overlay.tar": (overlay, 0o644), "packages.txt": (packages, 0o644)})]
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         engine = ctx.runner.engine
