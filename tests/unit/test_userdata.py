@@ -92,6 +92,36 @@ def test_inconsistent_layouts_are_refused(layout: dict[str, object], message: st
         DiskLayout.model_validate(layout)
 
 
+# "$target$mount" must stay inside the target, and a spelling of /boot or of a repeated mountpoint
+# must not slip past the checks that compare strings.
+ODD_MOUNTPOINTS = ["/../../../../etc", "/boot/.", "/.", "/..", "/srv/..", "/srv/../boot", "/./srv", "//srv",
+                   "/srv//data", "/srv/", "srv", ""]
+
+
+@pytest.mark.parametrize("mountpoint", ODD_MOUNTPOINTS)
+def test_mountpoints_are_plain_absolute_paths(mountpoint: str) -> None:
+    layout = {"partitions": [{"name": "root", "size": 10, "filesystem": "ext4", "mountpoint": "/"},
+                             {"name": "odd", "size": 10, "filesystem": "ext4", "mountpoint": mountpoint}]}
+    with pytest.raises(ValidationError, match="mountpoint"):
+        DiskLayout.model_validate(layout)
+    volume = {"name": "odd", "size": 10, "filesystem": "ext4", "mountpoint": mountpoint}
+    with pytest.raises(ValidationError, match="mountpoint"):
+        LogicalVolume.model_validate(volume)
+
+
+@pytest.mark.parametrize("mountpoint", ["/../../../../etc", "/boot/.", "/."])
+def test_decode_refuses_dot_mountpoints(mountpoint: str) -> None:
+    text = gzip.decompress(encode(document()).blob).decode()
+    assert "part=data 512 xfs /data\n" in text
+    with pytest.raises(InputError, match=r"'\.' or '\.\.' component"):
+        decode(gzip.compress(text.replace("part=data 512 xfs /data\n", f"part=data 512 xfs {mountpoint}\n").encode()))
+
+
+@pytest.mark.parametrize("mountpoint", ["/srv.d/a..b", "/...", "/.hidden", "/a-b_c/.x"])
+def test_dots_inside_a_component_are_fine(mountpoint: str) -> None:
+    assert Partition(name="p", size=1, filesystem="ext4", mountpoint=mountpoint).mountpoint == mountpoint
+
+
 def test_profile_errors_name_the_dotted_key(write_profile: WriteProfile) -> None:
     path = write_profile('[userdata.disk]\npartitions = [{ name = "root", size = "ten", filesystem = "ext4", '
                          'mountpoint = "/" }]\n')

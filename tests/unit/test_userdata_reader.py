@@ -103,6 +103,29 @@ def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, t
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("mountpoint", ["/../../../../etc", "/boot/.", "/.", "/..", "/srv/../boot", "/./srv",
+                                        "//srv", "/srv/", "/srv//x"])
+def test_busybox_refuses_mountpoints_that_are_not_plain_paths(busybox_path: Path, tmp_path: Path, blob: bytes,
+                                                              mountpoint: str) -> None:
+    """The installer mounts at "$TT$mount": a `..` would land outside the target, `/boot/.` dodges the
+    reserved-/boot check."""
+    text = gzip.decompress(blob).decode()
+    assert "part=data 512 xfs /data\n" in text
+    odd = text.replace("part=data 512 xfs /data\n", f"part=data 512 xfs {mountpoint}\n")
+    process, out = read(busybox_path, tmp_path, gzip.compress(odd.encode()))
+    assert (process.returncode, process.stderr.strip()) == (1, "user-data line 6: bad part record")
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("mountpoint", ["/srv.d/a..b", "/...", "/.hidden"])
+def test_busybox_takes_dots_inside_a_component(busybox_path: Path, tmp_path: Path, blob: bytes,
+                                               mountpoint: str) -> None:
+    text = gzip.decompress(blob).decode().replace("part=data 512 xfs /data\n", f"part=data 512 xfs {mountpoint}\n")
+    process, out = read(busybox_path, tmp_path, gzip.compress(text.encode()))
+    assert process.returncode == 0, process.stderr
+    assert f"part data 512 xfs {mountpoint}" in (out / "layout").read_text().splitlines()
+
+
 def test_plain_text_user_data_is_read_too(busybox_path: Path, tmp_path: Path, blob: bytes) -> None:
     process, out = read(busybox_path, tmp_path, gzip.decompress(blob))
     assert process.returncode == 0, process.stderr

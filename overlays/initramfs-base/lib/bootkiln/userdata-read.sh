@@ -52,7 +52,9 @@ function fail(why) { print "user-data line " NR ": " why; bad = 1; exit 1 }
 function host_ok(s) { return s ~ /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/ && length(s) <= 253 }
 function name_ok(s) { return s ~ /^[a-z][a-z0-9_-]*$/ && length(s) <= 31 }
 function size_ok(s) { return s == "rest" || s ~ /^[1-9][0-9]*$/ }
-function mount_ok(s) { return s == "-" || s ~ /^\/([A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*)?$/ }
+function mount_ok(s) { return s == "-" || s ~ /^\/([A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*)?$/ && !dotted(s) }
+# "$TT$mount" must stay inside the target, and /boot/. must not dodge the /boot check.
+function dotted(s) { return ("/" s "/") ~ /\/\.\.?\// }
 function record(kind, value,    f, n) {
     n = split(value, f, " ")
     if (n != 4 || !name_ok(f[1]) || !size_ok(f[2]) || !mount_ok(f[4])) fail("bad " kind " record")
