@@ -21,7 +21,7 @@ from bootkiln.console import Reporter
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import BootkilnError, InputError
 from bootkiln.hashing import Fingerprint
-from bootkiln.paths import project_root
+from bootkiln.paths import project_root, read_user_file
 from bootkiln.profile.loader import busybox_config, overlay_dir
 from bootkiln.profile.schema import Profile
 
@@ -129,9 +129,10 @@ def _shape_errors(exc: ValidationError) -> str:
 
 def load_manifest(path: Path) -> dict[str, Any]:
     """Read a manifest, refusing one that was edited, written by another bootkiln, or malformed."""
+    raw = read_user_file(path, "manifest", hint=MANIFEST_HINT)
     try:
-        data: Any = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        data: Any = json.loads(raw)
+    except ValueError as exc:
         # ValueError covers bad JSON and bytes that are not UTF-8; RecursionError is deep nesting.
         raise InputError(f"{path}: not a readable manifest: {exc}", hint=MANIFEST_HINT) from None
     except RecursionError:
