@@ -191,6 +191,10 @@ def test_the_private_key_never_shows_in_reprs() -> None:
     (lambda t: t.replace("part=data 512", "part=data 5x2"), "not a whole number"),
     (lambda t: t.replace("disk.wipe=true", "disk.wipe=yes"), "disk.wipe must be true or false"),
     (lambda t: t[:-1], "does not end with a newline"),
+    # Found by the property tests: the busybox reader refuses these, so the Python reader must too.
+    (lambda t: t.replace("-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\npart=1 \n", 1),
+     "section ca is not plain PEM"),
+    (lambda t: t.replace("-----END X509 CRL-----\n", "-----END X509 CRL-----\r\n", 1), "section crl is not plain PEM"),
     (lambda t: t.replace("part=data 512 xfs /data\n", "").replace("vg=vg0 pv\n",
                                                                       "vg=vg0 pv\npart=data 512 xfs /data\n"),
      "a part= line after the volume group"),

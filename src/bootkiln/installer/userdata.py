@@ -430,6 +430,9 @@ def decode(blob: bytes) -> UserData:
         if section is not None:
             if line == f"end={section}":
                 section = None
+            elif line != line.rstrip():
+                # The busybox reader takes PEM lines as they are; a trailing space or CR is not PEM there.
+                raise InputError(f"user-data line {number}: section {section} is not plain PEM (trailing space)")
             else:
                 pems[section].append(line)
             continue
