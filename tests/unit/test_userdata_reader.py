@@ -93,6 +93,10 @@ def test_busybox_reads_every_part(busybox_path: Path, tmp_path: Path, blob: byte
     (lambda t: t.replace("part=data 512 xfs /data\n", "part=data 512 xfs /boot\n"),
      "/boot is the installer's own partition"),
     (lambda t: t + "#" * (1 << 20), "more than 1048576 bytes of text"),
+    # Found by the property tests: the Python reader takes one space between fields, and so must this.
+    (lambda t: t.replace("part=data 512", "part= data 512"), "bad part record"),
+    (lambda t: t.replace("lv=swap 1024 swap", "lv=swap 1024\tswap"), "bad lv record"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0  pv"), "bad vg record"),
 ])
 def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, tmp_path: Path, blob: bytes,
                                                            mutate: object, message: str) -> None:
