@@ -157,6 +157,7 @@ def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @example(VALID.replace("part=data 512 xfs /data", "part=data 512 xfs /boot/."))
 @example(VALID.replace("-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\npart=1 \n", 1))  # found by deep
 @example(VALID.replace("part=data 512", "part= data 512"))  # found by deep
+@example(VALID.replace("part=data 512", "part=\rdata 512"))  # found by deep
 def test_busybox_reader_accepts_what_python_accepts_and_only_plain_layouts(
         busybox_bin: Path, tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     blob = gzip.compress(text.encode(errors="surrogateescape"), mtime=0)

@@ -97,6 +97,8 @@ def test_busybox_reads_every_part(busybox_path: Path, tmp_path: Path, blob: byte
     (lambda t: t.replace("part=data 512", "part= data 512"), "bad part record"),
     (lambda t: t.replace("lv=swap 1024 swap", "lv=swap 1024\tswap"), "bad lv record"),
     (lambda t: t.replace("vg=vg0 pv", "vg=vg0  pv"), "bad vg record"),
+    (lambda t: t.replace("part=data 512", "part=\rdata 512"), "bad part record"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 pv\r"), "bad vg record"),
 ])
 def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, tmp_path: Path, blob: bytes,
                                                            mutate: object, message: str) -> None:

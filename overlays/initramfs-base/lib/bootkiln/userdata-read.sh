@@ -57,8 +57,9 @@ function mount_ok(s) { return s == "-" || s ~ /^\/([A-Za-z0-9._-]+(\/[A-Za-z0-9.
 function dotted(s) { return ("/" s "/") ~ /\/\.\.?\// }
 function record(kind, value,    f, n) {
     n = split(value, f, " ")
-    # One space between fields, as bootkiln writes them: split() alone would take any run of blanks.
-    if (value !~ /^[^ \t]+ [^ \t]+ [^ \t]+ [^ \t]+$/) fail("bad " kind " record")
+    # One space between fields of plain characters, as bootkiln writes them: split() alone would take
+    # any run of blanks, CR included, and keep the CR in the layout line.
+    if (value !~ /^[A-Za-z0-9._\/-]+ [A-Za-z0-9._\/-]+ [A-Za-z0-9._\/-]+ [A-Za-z0-9._\/-]+$/) fail("bad " kind " record")
     if (n != 4 || !name_ok(f[1]) || !size_ok(f[2]) || !mount_ok(f[4])) fail("bad " kind " record")
     if (kind == "part" && f[3] !~ /^(ext4|xfs|vfat|swap|lvm)$/) fail("bad filesystem " f[3])
     if (kind == "lv" && f[3] !~ /^(ext4|xfs|swap)$/) fail("bad filesystem " f[3])
@@ -109,7 +110,7 @@ key == "puppet.environment" { if (value !~ /^[a-z0-9_]+$/) fail("bad puppet.envi
 key == "puppet.certname" { if (value !~ /^[a-z0-9][a-z0-9._-]*$/) fail("bad puppet.certname"); env["PUPPET_CERTNAME"] = value; next }
 key == "part" { if (count["lv"]) fail("part after lv"); record("part", value); next }
 key == "vg" {
-    if (value !~ /^[^ \t]+ [^ \t]+$/ || split(value, f, " ") != 2 || !name_ok(f[1]) || !name_ok(f[2])) fail("bad vg record")
+    if (value !~ /^[a-z0-9_-]+ [a-z0-9_-]+$/ || split(value, f, " ") != 2 || !name_ok(f[1]) || !name_ok(f[2])) fail("bad vg record")
     env["VG"] = f[1]; env["VG_PV"] = f[2]
     next
 }
