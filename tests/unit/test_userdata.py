@@ -189,6 +189,7 @@ def test_the_private_key_never_shows_in_reprs() -> None:
     (lambda t: t.replace("vg=vg0 pv\n", ""), "lv= lines without a vg= line"),
     (lambda t: t.replace("vg=vg0 pv", "vg=vg0 data"), "names physical volume 'data'"),
     (lambda t: t.replace("part=data 512", "part=data 5x2"), "not a whole number"),
+    (lambda t: t.replace("part=data 512", "part=data 0512"), "not a whole number"),
     (lambda t: t.replace("disk.wipe=true", "disk.wipe=yes"), "disk.wipe must be true or false"),
     (lambda t: t[:-1], "does not end with a newline"),
     # Found by the property tests: the busybox reader refuses these, so the Python reader must too.

@@ -486,6 +486,7 @@ def decode(blob: bytes) -> UserData:
 
 
 def _int(text: str, line: int) -> int:
-    if not text.isdigit():
+    # As the busybox reader: no sign, no leading zero ("007" is refused there, so here too).
+    if not re.fullmatch(r"[1-9][0-9]*", text):
         raise InputError(f"user-data line {line}: size {text!r} is not a whole number of MiB or 'rest'")
     return int(text)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The reader of bootkiln user-data version 1 (docs/userdata.md), for a busybox-only initramfs: the
 # installer stage runs it, and tests/unit/test_userdata_reader.py runs it under busybox alone.
-# It needs sh, gzip, head, od, awk, mkdir and rm, nothing else.
+# It needs sh, gzip, head, od, tr, wc, awk, mkdir and rm, nothing else.
 #
 # usage: userdata-read.sh USERDATA OUTDIR
 #   USERDATA  the bytes IMDS returned for /latest/user-data (gzip, as bootkiln writes it, or plain text)
@@ -41,15 +41,34 @@ if [ "$(head -c 2 "$src" | od -An -tx1 | tr -d ' \n')" = 1f8b ]; then
 else
     head -c $((limit + 1)) "$src" >"$out/userdata.txt"
 fi
-if [ "$(wc -c <"$out/userdata.txt")" -gt $limit ]; then
+size=$(wc -c <"$out/userdata.txt")
+if [ "$size" -gt $limit ]; then
     clean
     echo "user-data: more than $limit bytes of text" >&2
+    exit 1
+fi
+# awk reads a line up to a NUL and drops the rest: refuse NULs rather than read less than was sent.
+if [ "$(tr -d '\000' <"$out/userdata.txt" | wc -c)" -ne "$size" ]; then
+    clean
+    echo "user-data: holds a NUL byte" >&2
+    exit 1
+fi
+# Every line ends with a newline: a last line without one was cut short (as the Python reader says).
+if [ "$size" -gt 0 ] && [ "$(od -An -tx1 -j $((size - 1)) "$out/userdata.txt" | tr -d ' \n')" != 0a ]; then
+    clean
+    echo "user-data: does not end with a newline (truncated?)" >&2
     exit 1
 fi
 
 if ! message=$(awk -v out="$out" '
 function fail(why) { print "user-data line " NR ": " why; bad = 1; exit 1 }
-function host_ok(s) { return s ~ /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/ && length(s) <= 253 }
+# DNS names as the Python reader takes them: labels of 1-63, no leading or trailing hyphen.
+function host_ok(s,    l, n, i) {
+    if (length(s) > 253 || s !~ /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/) return 0
+    n = split(s, l, ".")
+    for (i = 1; i <= n; i++) if (length(l[i]) > 63) return 0
+    return 1
+}
 function name_ok(s) { return s ~ /^[a-z][a-z0-9_-]*$/ && length(s) <= 31 }
 function size_ok(s) { return s == "rest" || s ~ /^[1-9][0-9]*$/ }
 function mount_ok(s) { return s == "-" || s ~ /^\/([A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*)?$/ && !dotted(s) }
@@ -76,13 +95,21 @@ NR == 1 { if ($0 != "#bootkiln-userdata") fail("not a bootkiln user-data documen
 section != "" {
     if ($0 == "end=" section) {
         if (!(section in label)) fail("section " section " holds no PEM block")
+        if (block != "") fail("section " section " has a PEM block without its END line")
         section = ""
         next
     }
+    # Whole blocks only, BEGIN and END alike, and one block for cert and key: as the Python reader.
     if ($0 ~ /^-----BEGIN [A-Z0-9 ]+-----$/) {
         if ($0 !~ want[section]) fail("section " section " holds " $0)
+        if (block != "") fail("section " section " is not plain PEM")
+        if ((section in label) && section ~ /^(cert|key)$/) fail("section " section " holds more than one PEM block")
+        block = substr($0, 12, length($0) - 16)
         label[section] = 1
-    } else if ($0 !~ /^-----END [A-Z0-9 ]+-----$/ && $0 !~ /^[A-Za-z0-9+\/=]+$/) {
+    } else if ($0 ~ /^-----END [A-Z0-9 ]+-----$/) {
+        if ($0 != "-----END " block "-----") fail("section " section " is not plain PEM")
+        block = ""
+    } else if (block == "" || $0 !~ /^[A-Za-z0-9+\/=]+$/) {
         fail("section " section " is not plain PEM")
     }
     print > (out "/" section ".pem")
@@ -106,8 +133,8 @@ key == "hostname" { if (!host_ok(value)) fail("bad hostname"); env["HOSTNAME"] =
 key == "disk.device" { if (value !~ /^\/dev\/[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/) fail("bad disk.device"); env["DISK_DEVICE"] = value; next }
 key == "disk.wipe" { if (value !~ /^(true|false)$/) fail("disk.wipe is true or false"); env["DISK_WIPE"] = value; next }
 key == "puppet.server" { if (!host_ok(value)) fail("bad puppet.server"); env["PUPPET_SERVER"] = value; next }
-key == "puppet.environment" { if (value !~ /^[a-z0-9_]+$/) fail("bad puppet.environment"); env["PUPPET_ENVIRONMENT"] = value; next }
-key == "puppet.certname" { if (value !~ /^[a-z0-9][a-z0-9._-]*$/) fail("bad puppet.certname"); env["PUPPET_CERTNAME"] = value; next }
+key == "puppet.environment" { if (value !~ /^[a-z0-9_]+$/ || length(value) > 64) fail("bad puppet.environment"); env["PUPPET_ENVIRONMENT"] = value; next }
+key == "puppet.certname" { if (value !~ /^[a-z0-9][a-z0-9._-]*$/ || length(value) > 253) fail("bad puppet.certname"); env["PUPPET_CERTNAME"] = value; next }
 key == "part" { if (count["lv"]) fail("part after lv"); record("part", value); next }
 key == "vg" {
     if (value !~ /^[a-z0-9_-]+ [a-z0-9_-]+$/ || split(value, f, " ") != 2 || !name_ok(f[1]) || !name_ok(f[2])) fail("bad vg record")
