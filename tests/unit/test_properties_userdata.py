@@ -164,6 +164,7 @@ def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @example(VALID.replace("hostname=web1.example.com", "hostname=web1-.example.com"))
 @example(VALID.replace("puppet.environment=production", "puppet.environment=" + "p" * 65))
 @example(VALID[:-1])
+@example(VALID.replace("lv=swap 1024 swap -\n", "lv=swap 1024 swap -\nlv=swap 1024 swap -\n"))  # found by deep
 def test_busybox_reader_accepts_what_python_accepts_and_only_plain_layouts(
         busybox_bin: Path, tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     blob = gzip.compress(text.encode(errors="surrogateescape"), mtime=0)

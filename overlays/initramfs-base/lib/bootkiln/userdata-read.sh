@@ -88,7 +88,9 @@ function record(kind, value,    f, n) {
     if (f[4] == "/boot" || f[4] == "/boot/efi") fail(f[4] " is the installer'"'"'s own partition; mount nothing there")
     if (f[4] != "-") { if (f[4] in mounted) fail("mountpoint " f[4] " used twice"); mounted[f[4]] = 1 }
     if (f[3] == "lvm") { pv = pv " " f[1] }
-    count[kind]++
+    if ((kind SUBSEP f[1]) in named) fail(kind " name " f[1] " used twice")
+    named[kind, f[1]] = 1
+    if (++count[kind] > 100 && kind == "part") fail("more than 100 partitions")
     layout[++rows] = kind " " value
 }
 NR == 1 { if ($0 != "#bootkiln-userdata") fail("not a bootkiln user-data document"); next }
@@ -157,6 +159,7 @@ END {
     split("ca crl cert key", parts, " ")
     for (i = 1; i <= 4; i++) if (!(parts[i] in label)) { print "user-data: no " parts[i] " section"; exit 1 }
     if (!count["part"]) { print "user-data: no partitions"; exit 1 }
+    if (("VG" in env) && !count["lv"]) { print "user-data: the vg has no logical volumes"; exit 1 }
     if (!("/" in mounted)) { print "user-data: nothing is mounted at /"; exit 1 }
     if (("VG" in env) != (pv != "") || (("VG" in env) && pv != " " env["VG_PV"])) {
         print "user-data: the vg must name the one lvm partition"; exit 1
