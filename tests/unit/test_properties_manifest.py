@@ -103,7 +103,7 @@ def started(data: dict[str, Any]) -> bool:
     raise AssertionError("rebuild returned without building")
 
 
-@settings(max_examples=examples(150))
+@settings(max_examples=examples(300))
 @given(MANIFESTS)
 def test_a_sealed_manifest_is_refused_as_input_or_rebuilt(data: dict[str, Any]) -> None:
     started(data)

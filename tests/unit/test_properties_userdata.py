@@ -122,7 +122,7 @@ def test_decode_of_any_bytes_is_a_document_or_an_input_error(blob: bytes) -> Non
     _python_reads(blob)
 
 
-@settings(max_examples=examples(400))
+@settings(max_examples=examples(800))
 @given(DOCUMENTS)
 @example(VALID.replace("part=data 512 xfs /data", "part=data 512 xfs /boot/."))
 @example(VALID.replace("lv=root 8192 ext4 /", "lv=root 8192 ext4 /../../../../etc"))
@@ -152,7 +152,7 @@ def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@settings(max_examples=examples(150))
+@settings(max_examples=examples(300))
 @given(DOCUMENTS)
 @example(VALID)
 @example(VALID.replace("part=data 512 xfs /data", "part=data 512 xfs /boot/."))
