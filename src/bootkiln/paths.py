@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootkiln.errors import EnvironmentProblem
+from bootkiln.errors import EnvironmentProblem, InputError
 
 
 def project_root() -> Path:
@@ -52,3 +52,32 @@ def pki_root() -> Path:
     """
     override = os.environ.get("BOOTKILN_PKI")
     return (Path(override) if override else project_root() / ".cache" / "pki").resolve()
+
+
+def check_user_file(path: Path, what: str, *, hint: str = "") -> None:
+    """A path named on the command line must be a regular file, or this InputError says what it is.
+
+    The type is checked before the file is opened: opening a FIFO for reading would wait for a writer
+    forever, and a folder, a device or a link loop is never what a flag means.
+    """
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist", hint=hint) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}", hint=hint) from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} {path} is a folder, not a file", hint=hint)
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} {path} is not a regular file (a FIFO, socket or device)", hint=hint)
+
+
+def read_user_file(path: Path, what: str, *, hint: str = "") -> bytes:
+    """The bytes of a file named on the command line (see check_user_file), or an InputError."""
+    check_user_file(path, what, hint=hint)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}", hint=hint) from None

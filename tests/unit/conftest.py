@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import tests.support.properties  # noqa: F401  (registers and loads the hypothesis profiles)
 
 WriteProfile = Callable[[str], Path]
 
@@ -47,3 +48,4 @@ def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copyfile(real_configs / "busybox.config", home / "configs" / "busybox.config")
     monkeypatch.setenv("BOOTKILN_HOME", str(home))
     return home
+

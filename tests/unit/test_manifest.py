@@ -5,15 +5,18 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bootkiln import __version__
+from bootkiln.console import Reporter
 from bootkiln.core.manifest import load_manifest, merge, new_manifest
 from bootkiln.errors import InputError
 from bootkiln.profile.loader import load_profile
-from bootkiln.verify.reproduce import CONDITIONS, compare_outputs, profile_from_manifest
+from bootkiln.verify.reproduce import CONDITIONS, compare_outputs, profile_from_manifest, rebuild
 
 ARCHIVE = {"mirror": "http://deb.debian.org/debian", "suite": "bookworm", "snapshot": None,
            "release_sha256": "ab" * 32, "source_date_epoch": 1700000000}
@@ -108,3 +111,80 @@ def test_the_two_build_conditions_differ_in_everything_the_issue_lists() -> None
     first, second = CONDITIONS
     for field in ("tz", "locale", "umask", "hostname", "folder"):
         assert getattr(first, field) != getattr(second, field)
+
+
+# --- a sealed manifest can still be malformed: the seal is a sha256 anyone can recompute ---------------
+def sealed(tmp_path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
+    """A manifest as a build writes it, changed, then sealed again as anyone can."""
+    from bootkiln.core.manifest import seal
+
+    data = json.loads(write_manifest(tmp_path).read_text())
+    change(data)
+    path = tmp_path / "sealed.json"
+    path.write_text(json.dumps(seal(data)))
+    return path
+
+
+@pytest.fixture
+def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed manifest is refused before a build (engine, network) is even made."""
+
+    def tripwire(*args: object, **kwargs: object) -> None:
+        raise AssertionError("rebuild started a build from a malformed manifest")
+
+    monkeypatch.setattr("bootkiln.pipeline.Build", tripwire)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["stages"].update({"bogus": {"key": "k"}}), "key 'stages': unknown stage 'bogus'"),
+    (lambda d: d.pop("inputs"), "key 'inputs': Field required"),
+    (lambda d: d.update(inputs=["scripts"]), "key 'inputs'"),
+    (lambda d: d["profile"]["debian"].update(suite=5), "key 'profile' is not a valid profile"),
+    (lambda d: d["profile"].update(rootfs="x"), "key 'profile' is not a valid profile"),
+    (lambda d: d.update(profile=[1]), "key 'profile'"),
+    (lambda d: d.update(bootkiln="0.1.0"), "key 'bootkiln'"),
+    (lambda d: d.update(bootkiln=None), "key 'bootkiln'"),
+    (lambda d: d["bootkiln"].pop("commit"), "key 'bootkiln.commit'"),
+    (lambda d: d.update(artifacts=["boot.iso"]), "key 'artifacts'"),
+    (lambda d: d["artifacts"].update({"boot.iso": 5}), "key 'artifacts.boot.iso'"),
+    (lambda d: d["artifacts"].update({"../../etc/passwd": "ab" * 32}), "key 'artifacts.../../etc/passwd.[key]'"),
+    (lambda d: d.update(stages=[]), "key 'stages'"),
+    (lambda d: d.update(stages={}), "key 'stages' is empty"),
+    (lambda d: d.update(profile_file=5), "key 'profile_file'"),
+    (lambda d: d.update(archive="bookworm"), "key 'archive'"),
+    (lambda d: d.update(extra=1), "key 'extra': unknown key"),
+    (lambda d: d["artifacts"].update({"bogus.img": "ab" * 32}),
+     "key 'artifacts': 'bogus.img' is not produced by the recorded stages"),
+    (lambda d: d.update(format=True), "not a bootkiln manifest of format 1"),
+    (lambda d: d.update(format="1"), "not a bootkiln manifest of format 1"),
+])
+def test_a_sealed_but_malformed_manifest_is_an_input_error(tmp_path: Path, no_build: None,
+                                                           change: Callable[[dict[str, Any]], object],
+                                                           message: str) -> None:
+    path = sealed(tmp_path, change)
+    with pytest.raises(InputError) as caught:
+        rebuild(path, Reporter(quiet_output=True))
+    assert message in caught.value.message, caught.value.message
+    assert caught.value.hint
+
+
+def test_a_manifest_that_is_not_text_or_json_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.json"
+    path.write_bytes(b"\xff\xfe\x00{")
+    with pytest.raises(InputError, match="not a readable manifest"):
+        load_manifest(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="not a readable manifest"):
+        load_manifest(path)
+
+
+def test_invoke_rebuild_of_a_malformed_manifest_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    from tests.unit.test_cli_process import invoke_task
+
+    for number, change in enumerate([lambda d: d["stages"].update({"bogus": {}}),
+                                     lambda d: d["artifacts"].update({"bogus.img": "ab" * 32})]):
+        (tmp_path / str(number)).mkdir()
+        path = sealed(tmp_path / str(number), change)
+        status, output = invoke_task(["rebuild", "--manifest", str(path)], tmp_path)
+        assert status == 2, output
+        assert "Traceback" not in output and "bad input" in output, output

@@ -92,6 +92,36 @@ def test_inconsistent_layouts_are_refused(layout: dict[str, object], message: st
         DiskLayout.model_validate(layout)
 
 
+# "$target$mount" must stay inside the target, and a spelling of /boot or of a repeated mountpoint
+# must not slip past the checks that compare strings.
+ODD_MOUNTPOINTS = ["/../../../../etc", "/boot/.", "/.", "/..", "/srv/..", "/srv/../boot", "/./srv", "//srv",
+                   "/srv//data", "/srv/", "srv", ""]
+
+
+@pytest.mark.parametrize("mountpoint", ODD_MOUNTPOINTS)
+def test_mountpoints_are_plain_absolute_paths(mountpoint: str) -> None:
+    layout = {"partitions": [{"name": "root", "size": 10, "filesystem": "ext4", "mountpoint": "/"},
+                             {"name": "odd", "size": 10, "filesystem": "ext4", "mountpoint": mountpoint}]}
+    with pytest.raises(ValidationError, match="mountpoint"):
+        DiskLayout.model_validate(layout)
+    volume = {"name": "odd", "size": 10, "filesystem": "ext4", "mountpoint": mountpoint}
+    with pytest.raises(ValidationError, match="mountpoint"):
+        LogicalVolume.model_validate(volume)
+
+
+@pytest.mark.parametrize("mountpoint", ["/../../../../etc", "/boot/.", "/."])
+def test_decode_refuses_dot_mountpoints(mountpoint: str) -> None:
+    text = gzip.decompress(encode(document()).blob).decode()
+    assert "part=data 512 xfs /data\n" in text
+    with pytest.raises(InputError, match=r"'\.' or '\.\.' component"):
+        decode(gzip.compress(text.replace("part=data 512 xfs /data\n", f"part=data 512 xfs {mountpoint}\n").encode()))
+
+
+@pytest.mark.parametrize("mountpoint", ["/srv.d/a..b", "/...", "/.hidden", "/a-b_c/.x"])
+def test_dots_inside_a_component_are_fine(mountpoint: str) -> None:
+    assert Partition(name="p", size=1, filesystem="ext4", mountpoint=mountpoint).mountpoint == mountpoint
+
+
 def test_profile_errors_name_the_dotted_key(write_profile: WriteProfile) -> None:
     path = write_profile('[userdata.disk]\npartitions = [{ name = "root", size = "ten", filesystem = "ext4", '
                          'mountpoint = "/" }]\n')
@@ -159,8 +189,13 @@ def test_the_private_key_never_shows_in_reprs() -> None:
     (lambda t: t.replace("vg=vg0 pv\n", ""), "lv= lines without a vg= line"),
     (lambda t: t.replace("vg=vg0 pv", "vg=vg0 data"), "names physical volume 'data'"),
     (lambda t: t.replace("part=data 512", "part=data 5x2"), "not a whole number"),
+    (lambda t: t.replace("part=data 512", "part=data 0512"), "not a whole number"),
     (lambda t: t.replace("disk.wipe=true", "disk.wipe=yes"), "disk.wipe must be true or false"),
     (lambda t: t[:-1], "does not end with a newline"),
+    # Found by the property tests: the busybox reader refuses these, so the Python reader must too.
+    (lambda t: t.replace("-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\npart=1 \n", 1),
+     "section ca is not plain PEM"),
+    (lambda t: t.replace("-----END X509 CRL-----\n", "-----END X509 CRL-----\r\n", 1), "section crl is not plain PEM"),
     (lambda t: t.replace("part=data 512 xfs /data\n", "").replace("vg=vg0 pv\n",
                                                                       "vg=vg0 pv\npart=data 512 xfs /data\n"),
      "a part= line after the volume group"),

@@ -93,6 +93,33 @@ def test_busybox_reads_every_part(busybox_path: Path, tmp_path: Path, blob: byte
     (lambda t: t.replace("part=data 512 xfs /data\n", "part=data 512 xfs /boot\n"),
      "/boot is the installer's own partition"),
     (lambda t: t + "#" * (1 << 20), "more than 1048576 bytes of text"),
+    # Found by the property tests: the Python reader takes one space between fields, and so must this.
+    (lambda t: t.replace("part=data 512", "part= data 512"), "bad part record"),
+    (lambda t: t.replace("lv=swap 1024 swap", "lv=swap 1024\tswap"), "bad lv record"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0  pv"), "bad vg record"),
+    (lambda t: t.replace("part=data 512", "part=\rdata 512"), "bad part record"),
+    (lambda t: t.replace("vg=vg0 pv", "vg=vg0 pv\r"), "bad vg record"),
+    (lambda t: t[:-1], "does not end with a newline (truncated?)"),
+    (lambda t: t.replace("lv=swap 1024 swap -\n", "lv=swap 1024 swap -\nlv=swap 1024 swap -\n"),
+     "lv name swap used twice"),
+    (lambda t: t.replace("part=data 512 xfs /data\n", "part=data 512 xfs /data\npart=data 512 swap -\n"),
+     "part name data used twice"),
+    (lambda t: t.replace("part=data 512 xfs /data\n", "".join(f"part=p{i} 1 swap -\n" for i in range(100))),
+     "more than 100 partitions"),
+    (lambda t: "".join(line + "\n" for line in t.split("\n")[:-1] if not line.startswith("lv=")),
+     "the vg has no logical volumes"),
+    (lambda t: t.replace("-----BEGIN CERTIFICATE-----\nM", "-----BEGIN CERTIFICATE-----\nM\0", 1), "holds a NUL byte"),
+    (lambda t: t.replace("hostname=web1.example.com", "hostname=web1..example.com"), "bad hostname"),
+    (lambda t: t.replace("hostname=web1.example.com", "hostname=web1-.example.com"), "bad hostname"),
+    (lambda t: t.replace("hostname=web1.example.com", "hostname=" + "a" * 64 + ".com"), "bad hostname"),
+    (lambda t: t.replace("puppet.environment=production", "puppet.environment=" + "p" * 65),
+     "bad puppet.environment"),
+    (lambda t: t.replace("-----END X509 CRL-----\n", "", 1), "section crl has a PEM block without its END line"),
+    (lambda t: t.replace("-----END X509 CRL-----\n", "-----END CERTIFICATE-----\n", 1),
+     "section crl is not plain PEM"),
+    (lambda t: t.replace("begin=crl\n", "begin=crl\nMIIB\n", 1), "section crl is not plain PEM"),
+    (lambda t: t.replace("end=key\n", t.split("begin=key\n")[1].split("end=key\n")[0] + "end=key\n", 1),
+     "section key holds more than one PEM block"),
 ])
 def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, tmp_path: Path, blob: bytes,
                                                            mutate: object, message: str) -> None:
@@ -101,6 +128,29 @@ def test_busybox_refuses_a_bad_document_and_leaves_nothing(busybox_path: Path, t
     assert process.returncode == 1
     assert message in process.stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("mountpoint", ["/../../../../etc", "/boot/.", "/.", "/..", "/srv/../boot", "/./srv",
+                                        "//srv", "/srv/", "/srv//x"])
+def test_busybox_refuses_mountpoints_that_are_not_plain_paths(busybox_path: Path, tmp_path: Path, blob: bytes,
+                                                              mountpoint: str) -> None:
+    """The installer mounts at "$TT$mount": a `..` would land outside the target, `/boot/.` dodges the
+    reserved-/boot check."""
+    text = gzip.decompress(blob).decode()
+    assert "part=data 512 xfs /data\n" in text
+    odd = text.replace("part=data 512 xfs /data\n", f"part=data 512 xfs {mountpoint}\n")
+    process, out = read(busybox_path, tmp_path, gzip.compress(odd.encode()))
+    assert (process.returncode, process.stderr.strip()) == (1, "user-data line 6: bad part record")
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("mountpoint", ["/srv.d/a..b", "/...", "/.hidden"])
+def test_busybox_takes_dots_inside_a_component(busybox_path: Path, tmp_path: Path, blob: bytes,
+                                               mountpoint: str) -> None:
+    text = gzip.decompress(blob).decode().replace("part=data 512 xfs /data\n", f"part=data 512 xfs {mountpoint}\n")
+    process, out = read(busybox_path, tmp_path, gzip.compress(text.encode()))
+    assert process.returncode == 0, process.stderr
+    assert f"part data 512 xfs {mountpoint}" in (out / "layout").read_text().splitlines()
 
 
 def test_plain_text_user_data_is_read_too(busybox_path: Path, tmp_path: Path, blob: bytes) -> None:

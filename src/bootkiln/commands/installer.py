@@ -10,7 +10,7 @@ from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
 from bootkiln.installer.userdata import EncodedUserData, UserData
-from bootkiln.paths import Workspace, pki_root
+from bootkiln.paths import Workspace, check_user_file, pki_root
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
 
@@ -111,11 +111,9 @@ def fake_imds(userdata: str, port: int, tokens: str) -> int:
             token_mode,
         )
 
-        path = Path(userdata).resolve()
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise InputError(f"user-data file {path} {what}",
-                             hint="write one with `invoke userdata`, or pass --userdata PATH to an existing file")
+        path = Path(userdata).absolute()
+        check_user_file(path, "user-data file",
+                        hint="write one with `invoke userdata`, or pass --userdata PATH to an existing file")
         if not 0 <= port <= 65535:
             raise InputError(f"port {port} is out of range", hint="use 1..65535, or 0 for any free port")
         imds = FakeImds(path, tokens=token_mode(tokens), port=port, on_request=reporter.info)

@@ -14,7 +14,7 @@ from bootkiln.commands.guard import guarded
 from bootkiln.commands.installer import make_userdata, userdata_path, write_private
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
-from bootkiln.paths import Workspace
+from bootkiln.paths import Workspace, read_user_file
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
 from bootkiln.publish.manifest import read_manifest
@@ -94,10 +94,8 @@ def launch(profile_ref: str | None, hostname: str | None = None, ami: str | None
             raise InputError(f"{_where(profile)}: no hostname to launch",
                              hint="pass --hostname, or set userdata.hostname in the profile")
         if userdata_file:
-            try:
-                blob = Path(userdata_file).read_bytes()
-            except OSError as exc:
-                raise InputError(f"cannot read user-data {userdata_file}: {exc.strerror}") from None
+            blob = read_user_file(Path(userdata_file), "user-data",
+                                  hint="pass --userdata PATH to a file `invoke userdata` wrote, or leave it out")
             document = decode(blob)
             if document.hostname != name:
                 raise InputError(f"{userdata_file} is the user-data of {document.hostname}, not {name}",

@@ -12,19 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bootkiln import __version__
 from bootkiln.console import Reporter
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import BootkilnError, InputError
 from bootkiln.hashing import Fingerprint
-from bootkiln.paths import project_root
+from bootkiln.paths import project_root, read_user_file
 from bootkiln.profile.loader import busybox_config, overlay_dir
 from bootkiln.profile.schema import Profile
 
 FORMAT = 1
 SEAL = "manifest_sha256"
+MANIFEST_HINT = "use a manifest.json exactly as a build of this bootkiln wrote it (out/<profile>/manifest.json)"
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -84,20 +87,70 @@ def merge(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str,
     return seal(merged)
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+ArtifactName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class _Strict(BaseModel):
+    # strict: a manifest is JSON that bootkiln wrote, so no coercion ("1" is not 1, true is not 1).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Stamp(_Strict):
+    version: str
+    commit: str
+
+
+class ManifestShape(_Strict):
+    """The structure of a manifest, checked before anything in it is used. The seal is a plain sha256
+    anyone can recompute, so a sealed manifest may still be malformed; what the values mean (the
+    profile, the stage names, the artifacts) is checked by whoever uses them (verify/reproduce.py)."""
+
+    format: Literal[1]
+    bootkiln: Stamp
+    profile: dict[str, Any]
+    profile_file: str | None
+    archive: dict[str, Any]
+    builder: dict[str, Any]
+    inputs: dict[str, str]
+    stages: dict[str, dict[str, Any]]
+    artifacts: dict[ArtifactName, Sha256]
+    manifest_sha256: Sha256
+
+
+def _shape_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors()[:10]:
+        key = (".".join(str(part) for part in error["loc"]) or "(top level)")[:80]
+        what = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"  key '{key}': {what}")
+    return "\n".join(lines)
+
+
 def load_manifest(path: Path) -> dict[str, Any]:
-    """Read a manifest, refusing one that was edited or written by another bootkiln."""
+    """Read a manifest, refusing one that was edited, written by another bootkiln, or malformed."""
+    raw = read_user_file(path, "manifest", hint=MANIFEST_HINT)
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable manifest: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or SEAL not in data:
-        raise InputError(f"{path}: not a bootkiln manifest of format {FORMAT}")
+        data: Any = json.loads(raw)
+    except ValueError as exc:
+        # ValueError covers bad JSON and bytes that are not UTF-8; RecursionError is deep nesting.
+        raise InputError(f"{path}: not a readable manifest: {exc}", hint=MANIFEST_HINT) from None
+    except RecursionError:
+        raise InputError(f"{path}: not a readable manifest: nested too deeply", hint=MANIFEST_HINT) from None
+    if not isinstance(data, dict) or type(data.get("format")) is not int or data["format"] != FORMAT \
+            or not isinstance(data.get(SEAL), str):
+        raise InputError(f"{path}: not a bootkiln manifest of format {FORMAT}", hint=MANIFEST_HINT)
     if hashlib.sha256(canonical(data)).hexdigest() != data[SEAL]:
         raise InputError(f"{path}: the manifest was edited after it was written (its {SEAL} does not match)",
                          hint="use the manifest exactly as the build wrote it")
-    written_by = data.get("bootkiln", {}).get("version")
-    if written_by != __version__:
-        commit = data["bootkiln"].get("commit")
+    stamp = data.get("bootkiln")
+    written_by = stamp.get("version") if isinstance(stamp, dict) else None
+    if isinstance(written_by, str) and written_by != __version__:
+        commit = stamp.get("commit") if isinstance(stamp, dict) else None
         raise InputError(f"{path}: written by bootkiln {written_by}, this is bootkiln {__version__}",
                          hint=f"check out bootkiln {written_by} (commit {commit}) to rebuild it")
+    try:
+        ManifestShape.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: malformed manifest\n{_shape_errors(exc)}", hint=MANIFEST_HINT) from None
     return data

@@ -17,7 +17,16 @@ import zlib
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bootkiln.errors import InputError
 from bootkiln.profile.model import StrictModel
@@ -34,7 +43,19 @@ Hostname = Annotated[str, Field(max_length=253,
 Certname = Annotated[str, Field(max_length=253, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
 PuppetEnvironment = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=64)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,30}$")]
-MountPoint = Annotated[str, Field(pattern=r"^/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$", max_length=200)]
+
+
+def _no_dot_components(path: str) -> str:
+    """`.` and `..` would let "$target$mount" land outside the target, and dodge the /boot and
+    unique-mountpoint checks (`/boot/.`, `/srv/../boot`): a mountpoint is a plain absolute path."""
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError(f"mountpoint {path!r} has a '.' or '..' component; give a plain absolute path like /srv")
+    return path
+
+
+# No empty components (`//`) and no trailing slash (except `/` itself): the pattern's job.
+MountPoint = Annotated[str, Field(pattern=r"^/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$", max_length=200),
+                       AfterValidator(_no_dot_components)]
 Device = Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")]
 _HOSTNAME: TypeAdapter[str] = TypeAdapter(Hostname)
 SIZE_UNITS = {"MiB": 1, "GiB": 1024, "TiB": 1024 * 1024}
@@ -457,6 +478,9 @@ def decode(blob: bytes) -> UserData:
         if section is not None:
             if line == f"end={section}":
                 section = None
+            elif line != line.rstrip():
+                # The busybox reader takes PEM lines as they are; a trailing space or CR is not PEM there.
+                raise InputError(f"user-data line {number}: section {section} is not plain PEM (trailing space)")
             else:
                 pems[section].append(line)
             continue
@@ -511,6 +535,7 @@ def decode(blob: bytes) -> UserData:
 
 
 def _int(text: str, line: int) -> int:
-    if not text.isdigit():
+    # As the busybox reader: no sign, no leading zero ("007" is refused there, so here too).
+    if not re.fullmatch(r"[1-9][0-9]*", text):
         raise InputError(f"user-data line {line}: size {text!r} is not a whole number of MiB or 'rest'")
     return int(text)

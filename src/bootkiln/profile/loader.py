@@ -33,7 +33,10 @@ def find_profile(ref: str | None) -> Path | None:
     candidate = Path(ref).expanduser()
     if candidate.suffix == ".toml" or "/" in ref:
         if not candidate.is_file():
-            raise InputError(f"profile file {candidate} does not exist",
+            # A FIFO would block the read forever; a folder is a slip of the tab key.
+            what = ("is a folder, not a file" if candidate.is_dir() else
+                    "is not a regular file (a FIFO, socket or device)" if candidate.exists() else "does not exist")
+            raise InputError(f"profile file {candidate} {what}",
                              hint="pass an existing .toml file, or a profile name from profiles/")
         return candidate.resolve()
     named = profiles_dir() / f"{ref}.toml"

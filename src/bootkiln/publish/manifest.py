@@ -16,6 +16,7 @@ from typing import Any
 from bootkiln.core.manifest import FORMAT, SEAL, canonical
 from bootkiln.errors import InputError
 from bootkiln.hashing import sha256_file
+from bootkiln.paths import read_user_file
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,10 @@ class BuildManifest:
 
 
 def read_manifest(path: Path, *, build_task: str) -> BuildManifest:
+    raw = read_user_file(path, "build manifest", hint=f"build first (invoke {build_task}), or pass --manifest PATH")
     try:
-        data: Any = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise InputError(f"no build manifest at {path} ({exc.strerror})",
-                         hint=f"build first (invoke {build_task}), or pass --manifest PATH") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        data: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{path} is not a build manifest: {exc}", hint=f"rebuild with invoke {build_task}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or SEAL not in data:
         raise InputError(f"{path} is not a bootkiln build manifest of format {FORMAT}",

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from bootkiln.console import Reporter
 from bootkiln.core.manifest import input_digests, load_manifest
 from bootkiln.core.runner import Host, Runner
@@ -142,18 +144,53 @@ def report(checks: list[ArtifactCheck], reporter: Reporter) -> None:
                 reporter.info(check.details)
 
 
-def profile_from_manifest(data: dict[str, Any]) -> Profile:
+def profile_from_manifest(data: dict[str, Any], where: Path | str = "manifest") -> Profile:
+    """The recorded profile, checked as a profile file is (the seal proves nothing: anyone can recompute it)."""
+    from bootkiln.profile.loader import check_references, describe_validation_errors
+
     recorded = data.get("profile_file")
     source = Path(recorded) if recorded and Path(recorded).is_file() else None
-    return Profile.model_validate({**data["profile"], "source": source})
+    try:
+        profile = Profile.model_validate({**data["profile"], "source": source})
+    except ValidationError as exc:
+        raise InputError(f"{where}: key 'profile' is not a valid profile\n" + describe_validation_errors(exc),
+                         hint="use the manifest exactly as the build wrote it") from None
+    check_references(profile)
+    return profile
+
+
+def planned_stages(data: dict[str, Any], profile: Profile, where: Path) -> list[str]:
+    """The recorded stages, each one bootkiln knows, which between them produce every recorded artifact."""
+    from bootkiln.pipeline import STAGES
+
+    stages = list(data["stages"])
+    unknown = sorted(name for name in stages if name not in STAGES)
+    if unknown:
+        raise InputError(f"{where}: key 'stages': unknown stage {', '.join(repr(n[:40]) for n in unknown[:5])}",
+                         hint=f"this bootkiln's stages are: {', '.join(sorted(STAGES))}")
+    if not stages:
+        raise InputError(f"{where}: key 'stages' is empty: there is nothing to rebuild",
+                         hint="use the manifest exactly as the build wrote it")
+    produced = {output for name in stages for output in STAGES[name]().outputs_for(profile)}
+    strays = sorted(set(data["artifacts"]) - produced)
+    if strays:
+        raise InputError(f"{where}: key 'artifacts': {', '.join(repr(n[:40]) for n in strays[:5])} is not produced "
+                         f"by the recorded stages ({', '.join(stages)})",
+                         hint="use the manifest exactly as the build wrote it")
+    return stages
 
 
 def rebuild(manifest_path: Path, reporter: Reporter) -> list[ArtifactCheck]:
-    """Build what a manifest describes, in a fresh cache, and check each artifact against it."""
+    """Build what a manifest describes, in a fresh cache, and check each artifact against it.
+
+    Everything in the manifest is checked before anything runs: its structure (load_manifest), its
+    profile, its stages and its artifacts. A malformed manifest is the input's fault, never a crash.
+    """
     from bootkiln.pipeline import Build
 
     data = load_manifest(manifest_path)
-    profile = profile_from_manifest(data)
+    profile = profile_from_manifest(data, manifest_path)
+    stages = planned_stages(data, profile, manifest_path)
     changed = sorted(label for label, digest in input_digests(profile).items()
                      if data["inputs"].get(label) != digest)
     if changed:
@@ -169,6 +206,6 @@ def rebuild(manifest_path: Path, reporter: Reporter) -> list[ArtifactCheck]:
                 f"(Release sha256 {recorded_archive.get('release_sha256')} then, {build.archive.release_sha256} now)",
                 hint="a manifest rebuilds exactly only from the same archive state: pin debian.snapshot in the profile",
             )
-        results = {name: build.stage(name) for name in data["stages"]}
+        results = {name: build.stage(name) for name in stages}
         built = {name: digest for result in results.values() for name, digest in result.metadata["sha256"].items()}
         return [ArtifactCheck(name, digest, built.get(name)) for name, digest in sorted(data["artifacts"].items())]
