@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bootkiln.commands import installer as installer_commands
 from bootkiln.errors import InputError
 from bootkiln.installer import pki
-from bootkiln.installer.userdata import CertFiles, Certificates
+from bootkiln.installer.userdata import Certificates
+from bootkiln.profile.userdata import CertFiles
 
 WriteProfile = Callable[[str], Path]
 

@@ -22,7 +22,8 @@ from tests.support.properties import examples
 
 from bootkiln.errors import InputError
 from bootkiln.installer import pki
-from bootkiln.installer.userdata import MAGIC, UserData, UserdataSettings, decode, encode, host_names, render
+from bootkiln.installer.userdata import MAGIC, UserData, decode, encode, host_names, render
+from bootkiln.profile.userdata import UserdataSettings
 
 READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / "userdata-read.sh"
 APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")

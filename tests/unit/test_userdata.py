@@ -18,14 +18,8 @@ from bootkiln.installer.userdata import (
     EC2_USERDATA_LIMIT,
     MAGIC,
     Certificates,
-    DiskLayout,
-    LogicalVolume,
-    Partition,
-    PuppetSettings,
     UserData,
-    UserdataSettings,
     UserdataTooLarge,
-    VolumeGroup,
     check_budget,
     decode,
     encode,
@@ -33,6 +27,14 @@ from bootkiln.installer.userdata import (
     render,
 )
 from bootkiln.profile.loader import load_profile
+from bootkiln.profile.userdata import (
+    DiskLayout,
+    LogicalVolume,
+    Partition,
+    PuppetSettings,
+    UserdataSettings,
+    VolumeGroup,
+)
 
 WriteProfile = Callable[[str], Path]
 

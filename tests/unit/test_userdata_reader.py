@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import component_missing
 
 from bootkiln.installer import pki
-from bootkiln.installer.userdata import UserdataSettings, encode, host_names, render
+from bootkiln.installer.userdata import encode, host_names, render
+from bootkiln.profile.userdata import UserdataSettings
 
 READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / "userdata-read.sh"
 APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")

@@ -25,7 +25,8 @@ from pydantic import SecretStr
 
 from bootkiln.atomicfile import write_atomic
 from bootkiln.errors import InputError
-from bootkiln.installer.userdata import CertFiles, Certificates, KeyType
+from bootkiln.installer.userdata import Certificates
+from bootkiln.profile.userdata import CertFiles, KeyType
 
 # Puppet's own defaults: a CA lives 15 years, host certificates 5.
 CA_LIFETIME = dt.timedelta(days=15 * 365)

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 from pydantic import ByteSize, Field, field_validator
 
 from bootkiln.errors import InputError
-from bootkiln.installer.userdata import UserdataSettings
 from bootkiln.paths import project_root
 from bootkiln.profile.aws import AwsSettings
 from bootkiln.profile.model import StrictModel
+from bootkiln.profile.userdata import UserdataSettings
 
 DEFAULT_PROFILE = "default"
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
