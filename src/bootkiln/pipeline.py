@@ -1,24 +1,28 @@
 """A build: validate the profile, connect to Docker, pin the archive, make the builder, run stages.
 
 Stages whose key is already in the cache are not run at all. Artifacts are published to
-out/<profile>/ with SHA256SUMS and a build manifest.
+out/<profile>/ with SHA256SUMS, a build manifest, SBOMs and provenance (bootkiln.attest).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bootkiln.attest import records
+from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, resolve_archive
 from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
-from bootkiln.core.manifest import merge, new_manifest
+from bootkiln.core.manifest import merge, new_manifest, seal
+from bootkiln.core.runner import Builder as BuilderContainer
 from bootkiln.core.runner import Runner
 from bootkiln.hashing import sha256_file
 from bootkiln.paths import Workspace
@@ -58,6 +62,16 @@ def stages_for(profile: Profile, targets: tuple[str, ...]) -> list[str]:
     for target in targets:
         visit(target)
     return ordered
+
+
+def stage_consumers(profile: Profile) -> dict[str, set[str]]:
+    """For each stage, every stage that consumes its output for this profile, directly or not."""
+    consumers: dict[str, set[str]] = {}
+    for name in STAGES:
+        for required in stages_for(profile, (name,)):
+            if required != name:
+                consumers.setdefault(required, set()).add(name)
+    return consumers
 
 
 def preflight(profile: Profile, targets: tuple[str, ...] = DEFAULT_TARGETS) -> None:
@@ -183,9 +197,41 @@ class Build:
             previous = None
         manifest = merge(previous, self.manifest(sums))
         artifacts = {name: digest for name, digest in manifest["artifacts"].items() if (out / name).exists()}
-        _write_atomic(out / "SHA256SUMS", "".join(f"{artifacts[n]}  {n}\n" for n in sorted(artifacts)))
-        _write_atomic(previous_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # The SBOMs, then the manifest naming them, then the provenance covering all of them.
+        key = records.signing_key(self.profile)
+        sboms = records.write_sboms(self._record_sources(out, manifest, artifacts), out)
+        manifest = seal({**manifest, "attestations": records.manifest_entry(sboms, key)})
+        manifest_text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        _write_atomic(previous_path, manifest_text)
+        subjects = {**artifacts, **sboms, "manifest.json": hashlib.sha256(manifest_text.encode()).hexdigest()}
+        name, digest = records.write_provenance(out, manifest, subjects, key)
+        listed = {**artifacts, **sboms, name: digest}
+        _write_atomic(out / "SHA256SUMS", "".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))
+        if key is None:
+            self.reporter.info(f"provenance: {name} is NOT signed (no signing key: set [signing] key in the "
+                               "profile or BOOTKILN_SIGNING_KEY)")
+        else:
+            self.reporter.info(f"provenance: {name} signed by key {manifest['attestations']['keyid'][:16]}…")
         return out
+
+    def _record_sources(self, out: Path, manifest: dict[str, Any],
+                        artifacts: dict[str, str]) -> records.BuildSources:
+        """What the SBOMs are made from; facts read from the builder or the rootfs are cached by content."""
+        image_id = self.builder.image_id.removeprefix("sha256:")
+
+        def builder_report() -> list[str]:
+            quiet = Runner(Reporter(quiet_output=True), self.engine)
+            return quiet.run(["sh", "-c", BUILDER_QUERY], stage="sbom", where=BuilderContainer(image=self.builder.tag),
+                             hint="the builder image could not list its packages for the SBOM")
+
+        rootfs_details = None
+        if "rootfs.tar" in artifacts:
+            rootfs_details = records.cached_json(self.workspace.cache, f"rootfs-{artifacts['rootfs.tar']}.json",
+                                                 lambda: read_rootfs(out / "rootfs.tar"))
+        return records.BuildSources(
+            profile=self.profile, manifest=manifest, artifacts=artifacts, consumers=stage_consumers(self.profile),
+            builder_report=records.cached_json(self.workspace.cache, f"builder-{image_id}.json", builder_report),
+            rootfs_details=rootfs_details)
 
     def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
         stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},
