@@ -29,6 +29,7 @@ class Verified:
     profile: str
     signed: bool
     keyid: str | None
+    attestation: str = ""
     checked: list[str] = field(default_factory=list)
 
 
@@ -163,7 +164,7 @@ def verify_folder(folder: Path, profile: str, key: PublicKey | None) -> Verified
         if digests.get(name) != digest:
             raise InputError(f"{folder / SUMS}: lists {name} with sha256 {digest}, which the statement "
                              f"{'does not cover' if name not in digests else 'gives as ' + digests[name]}")
-    return Verified(folder, profile, signed, keyid(key) if key else None, checked)
+    return Verified(folder, profile, signed, keyid(key) if key else None, attestation.name, checked)
 
 
 def verify_manifest(manifest: Path, key: PublicKey) -> dict[str, Any]:
