@@ -7,7 +7,6 @@ out/<profile>/ with SHA256SUMS, a build manifest, SBOMs and provenance (bootkiln
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 from functools import cached_property
@@ -21,7 +20,7 @@ from bootkiln.core.archive import ArchiveState, resolve_archive
 from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
-from bootkiln.core.manifest import merge, new_manifest, seal
+from bootkiln.core.manifest import merge, new_manifest
 from bootkiln.core.runner import Builder as BuilderContainer
 from bootkiln.core.runner import Runner
 from bootkiln.hashing import sha256_file
@@ -197,21 +196,11 @@ class Build:
             previous = None
         manifest = merge(previous, self.manifest(sums))
         artifacts = {name: digest for name, digest in manifest["artifacts"].items() if (out / name).exists()}
-        # The SBOMs, then the manifest naming them, then the provenance covering all of them.
+        # The manifest is written with the SBOMs and the provenance that covers them all (bootkiln.attest).
         key = records.signing_key(self.profile)
-        sboms = records.write_sboms(self._record_sources(out, manifest, artifacts), out)
-        manifest = seal({**manifest, "attestations": records.manifest_entry(sboms, key)})
-        manifest_text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        _write_atomic(previous_path, manifest_text)
-        subjects = {**artifacts, **sboms, "manifest.json": hashlib.sha256(manifest_text.encode()).hexdigest()}
-        name, digest = records.write_provenance(out, manifest, subjects, key)
-        listed = {**artifacts, **sboms, name: digest}
+        listed = records.publish(out, self._record_sources(out, manifest, artifacts), key)
         _write_atomic(out / "SHA256SUMS", "".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))
-        if key is None:
-            self.reporter.info(f"provenance: {name} is NOT signed (no signing key: set [signing] key in the "
-                               "profile or BOOTKILN_SIGNING_KEY)")
-        else:
-            self.reporter.info(f"provenance: {name} signed by key {manifest['attestations']['keyid'][:16]}…")
+        self.reporter.info(records.signing_note(key))
         return out
 
     def _record_sources(self, out: Path, manifest: dict[str, Any],

@@ -19,6 +19,7 @@ from bootkiln.attest import dsse, sbom
 from bootkiln.attest.keys import PrivateKey, configured_key_path, keyid, load_private_key
 from bootkiln.attest.packages import Inventory, collect, parse_builder_report
 from bootkiln.attest.provenance import SIGNED_NAME, UNSIGNED_NAME, provenance, statement_bytes
+from bootkiln.core.manifest import seal
 from bootkiln.profile.schema import Profile
 
 SBOM_NAMES = (sbom.SPDX_NAME, sbom.CYCLONEDX_NAME)
@@ -108,3 +109,23 @@ def write_provenance(out: Path, manifest: Mapping[str, Any], subjects: Mapping[s
     digest = _write(out / name, data)
     (out / stale).unlink(missing_ok=True)
     return name, digest
+
+
+def publish(out: Path, sources: BuildSources, key: PrivateKey | None) -> dict[str, str]:
+    """The SBOMs, then manifest.json naming them, then the provenance covering all three and every artifact.
+
+    Returns what SHA256SUMS lists: the artifacts, the SBOMs and the provenance file.
+    """
+    sboms = write_sboms(sources, out)
+    manifest = seal({**sources.manifest, "attestations": manifest_entry(sboms, key)})
+    manifest_digest = _write(out / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    name, digest = write_provenance(out, manifest, {**sources.artifacts, **sboms, "manifest.json": manifest_digest},
+                                    key)
+    return {**sources.artifacts, **sboms, name: digest}
+
+
+def signing_note(key: PrivateKey | None) -> str:
+    if key is None:
+        return (f"provenance: {UNSIGNED_NAME} is NOT signed (no signing key: set [signing] key in the profile "
+                "or BOOTKILN_SIGNING_KEY)")
+    return f"provenance: {SIGNED_NAME} signed by key {keyid(key.public_key())}"
