@@ -89,6 +89,8 @@ class Build:
         self.results: dict[str, StageResult] = {}
         self._checked: set[str] = set()
         self.check(DEFAULT_TARGETS)
+        # A bad signing key is reported now, not after the build it was to sign.
+        self.signing_key = records.signing_key(profile)
 
     def check(self, targets: tuple[str, ...]) -> None:
         """Run the checks of the stages the targets need that this build has not checked yet."""
@@ -197,10 +199,9 @@ class Build:
         manifest = merge(previous, self.manifest(sums))
         artifacts = {name: digest for name, digest in manifest["artifacts"].items() if (out / name).exists()}
         # The manifest is written with the SBOMs and the provenance that covers them all (bootkiln.attest).
-        key = records.signing_key(self.profile)
-        listed = records.publish(out, self._record_sources(out, manifest, artifacts), key)
+        listed = records.publish(out, self._record_sources(out, manifest, artifacts), self.signing_key)
         _write_atomic(out / "SHA256SUMS", "".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))
-        self.reporter.info(records.signing_note(key))
+        self.reporter.info(records.signing_note(self.signing_key))
         return out
 
     def _record_sources(self, out: Path, manifest: dict[str, Any],
