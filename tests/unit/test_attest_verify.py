@@ -235,3 +235,18 @@ def test_the_signing_key_task_writes_a_pair_and_prints_no_private_bytes(tmp_path
     status, output = run_task(["signing-key", "--output", str(tmp_path / "k")], tmp_path)
     assert status == 2 and "never overwrites" in output, output
     assert not isinstance(private, ed25519.Ed25519PrivateKey)
+
+
+def test_publishing_with_a_key_configured_takes_only_a_signed_manifest(
+        tmp_path: Path, key_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootkiln.commands.publish import trusted_manifest
+    from bootkiln.profile.schema import Profile
+
+    monkeypatch.delenv("BOOTKILN_SIGNING_KEY", raising=False)
+    unsigned = make_build_folder(tmp_path / "unsigned", None)
+    assert trusted_manifest(Profile(), unsigned.out / "manifest.json", "build-iso", Reporter()).artifacts
+    monkeypatch.setenv("BOOTKILN_SIGNING_KEY", str(key_pair[0]))
+    with pytest.raises(InputError, match="unsigned manifest is not trusted"):
+        trusted_manifest(Profile(), unsigned.out / "manifest.json", "build-iso", Reporter())
+    signed = make_build_folder(tmp_path / "signed", load_private_key(key_pair[0]))
+    assert trusted_manifest(Profile(), signed.out / "manifest.json", "build-iso", Reporter()).artifacts

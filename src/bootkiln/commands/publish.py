@@ -16,7 +16,7 @@ from bootkiln.errors import InputError
 from bootkiln.paths import Workspace
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
-from bootkiln.publish.manifest import read_manifest
+from bootkiln.publish.manifest import BuildManifest, read_manifest
 from bootkiln.publish.target import PublishTarget
 
 
@@ -34,6 +34,20 @@ def _existing_file(path: Path, what: str, build_task: str, flag: str) -> Path:
     return path
 
 
+def trusted_manifest(profile: Profile, path: Path, build_task: str, reporter: Reporter) -> BuildManifest:
+    """The manifest to publish; with a signing key configured, only one a provenance signed by that key covers."""
+    from bootkiln.attest.keys import configured_key_path, load_public_key
+    from bootkiln.attest.verify import verify_manifest
+
+    key_path = configured_key_path(profile.signing.key, profile.base_dir)
+    if key_path is not None and path.is_file():
+        verify_manifest(path, load_public_key(key_path))
+    elif key_path is None:
+        reporter.info(f"{path}: nothing is signed (no signing key configured); the manifest is trusted on its "
+                      "plain sha256 seal")
+    return read_manifest(path, build_task=build_task)
+
+
 def publish_ami(profile_ref: str | None, image: str | None = None, manifest: str | None = None, *,
                 session: Any = None, wait_delay: float = 15.0) -> int:
     """Upload the disk image as an EBS snapshot, register it as the next AMI version, share, copy, retire."""
@@ -46,7 +60,8 @@ def publish_ami(profile_ref: str | None, image: str | None = None, manifest: str
         target.check("image")
         out = _out(profile)
         image_path = _existing_file(Path(image) if image else out / "disk.img", "disk image", "build-disk", "--image")
-        build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task="build-disk")
+        build = trusted_manifest(profile, Path(manifest) if manifest else out / "manifest.json", "build-disk",
+                                 reporter)
         reporter.info("\n".join(target.publish_image(image_path, build, reporter).lines))
 
     return guarded(action)
@@ -64,7 +79,8 @@ def upload_iso(profile_ref: str | None, iso: str | None = None, manifest: str | 
         target.check("iso")
         out = _out(profile)
         iso_path = _existing_file(Path(iso) if iso else out / "boot.iso", "ISO", "build-iso", "--iso")
-        build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task="build-iso")
+        build = trusted_manifest(profile, Path(manifest) if manifest else out / "manifest.json", "build-iso",
+                                 reporter)
         reporter.info("\n".join(target.upload_iso(iso_path, build, reporter).lines))
 
     return guarded(action)
