@@ -250,3 +250,31 @@ def test_publishing_with_a_key_configured_takes_only_a_signed_manifest(
         trusted_manifest(Profile(), unsigned.out / "manifest.json", "build-iso", Reporter())
     signed = make_build_folder(tmp_path / "signed", load_private_key(key_pair[0]))
     assert trusted_manifest(Profile(), signed.out / "manifest.json", "build-iso", Reporter()).artifacts
+
+
+def test_a_profile_of_the_same_name_but_other_content_is_refused(signed: AttestedBuild,
+                                                                  key_pair: tuple[Path, Path]) -> None:
+    from bootkiln.profile.schema import Profile
+
+    public = load_public_key(key_pair[1])
+    assert verify_folder(signed.out, "default", public, signed.profile.resolved()).signed
+    other = Profile.model_validate({"name": "default", "iso": {"cmdline": "console=ttyS0 init=/bin/sh"}})
+    with pytest.raises(InputError, match=r"differs from this one in iso\.cmdline"):
+        verify_folder(signed.out, "default", public, other.resolved())
+
+
+def test_unattested_files_are_named_and_a_foreign_payload_type_is_refused(
+        signed: AttestedBuild, key_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    from bootkiln.attest import dsse
+
+    (signed.out / "extra.sh").write_text("#!/bin/sh\n")
+    public = load_public_key(key_pair[1])
+    assert verify_folder(signed.out, "default", public).unattested == ["extra.sh"]
+    status, output = run_task(["verify-build", "--dir", str(signed.out), "--key", str(key_pair[1])], tmp_path)
+    assert status == 0 and "extra.sh" in output and "not covered" in output, output
+    envelope = json.loads((signed.out / "provenance.dsse.json").read_text())
+    payload = base64.b64decode(envelope["payload"])
+    resigned = dsse.sign(payload, load_private_key(key_pair[0]), payload_type="text/plain")
+    (signed.out / "provenance.dsse.json").write_bytes(dsse.envelope_bytes(resigned))
+    with pytest.raises(InputError, match="payloadType"):
+        verify_folder(signed.out, "default", public)

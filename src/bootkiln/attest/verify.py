@@ -15,11 +15,14 @@ from typing import Any
 from bootkiln.attest import dsse
 from bootkiln.attest.keys import PublicKey, keyid
 from bootkiln.attest.provenance import PROVENANCE_TYPE, SIGNED_NAME, STATEMENT_TYPE, UNSIGNED_NAME
+from bootkiln.attest.vsa import SIGNED_NAME as VSA_SIGNED_NAME
+from bootkiln.attest.vsa import UNSIGNED_NAME as VSA_UNSIGNED_NAME
 from bootkiln.errors import InputError
 from bootkiln.hashing import sha256_file
 
 SIGN_HINT = "sign builds: set [signing] key in the profile, or BOOTKILN_SIGNING_KEY, then build again"
 MANIFEST = "manifest.json"
+VSA_NAMES = (VSA_SIGNED_NAME, VSA_UNSIGNED_NAME)
 SUMS = "SHA256SUMS"
 
 
@@ -31,6 +34,7 @@ class Verified:
     keyid: str | None
     attestation: str = ""
     checked: list[str] = field(default_factory=list)
+    unattested: list[str] = field(default_factory=list)  # files in the folder that nothing here vouches for
 
 
 def attestation_in(folder: Path) -> Path:
@@ -54,10 +58,11 @@ def read_statement(path: Path, key: PublicKey | None,
             raise InputError(f"{path}: the statement is not signed, but a verification key was given",
                              hint=SIGN_HINT)
         payload = dsse.verify(data, key, str(path))
-    elif envelope:
-        payload_type, payload, _ = dsse.parse(data, str(path))
+    if envelope:
+        payload_type, unchecked, _ = dsse.parse(data, str(path))
         if payload_type != dsse.IN_TOTO_PAYLOAD:
             raise InputError(f"{path}: the envelope's payloadType is {payload_type!r}, not {dsse.IN_TOTO_PAYLOAD}")
+        payload = payload if key is not None else unchecked
     else:
         payload = data
     return check_statement(payload, str(path), expected_type), key is not None
@@ -102,11 +107,27 @@ def statement_profile(statement: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _check_profile(statement: dict[str, Any], profile: str, where: Path) -> None:
+def _differences(recorded: Any, expected: Any, prefix: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(expected, dict):
+        return [difference for key in sorted(set(recorded) | set(expected))
+                for difference in _differences(recorded.get(key), expected.get(key), f"{prefix}{key}.")]
+    return [] if recorded == expected else [prefix.rstrip(".")]
+
+
+def _check_profile(statement: dict[str, Any], profile: str, where: Path,
+                   resolved: dict[str, Any] | None) -> None:
     named = statement_profile(statement)
     if named != profile:
         raise InputError(f"{where}: the statement is for profile {named!r}, not {profile!r}",
                          hint="verify a folder with the profile it was built from")
+    if resolved is None:
+        return
+    recorded = statement.get("predicate", {}).get("buildDefinition", {}).get("externalParameters", {}).get("profile")
+    changed = _differences(recorded, resolved)
+    if changed:
+        raise InputError(f"{where}: built from a profile {profile!r} that differs from this one in "
+                         f"{', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}",
+                         hint="verify with the profile exactly as it was when the folder was built")
 
 
 def _recorded_sums(folder: Path) -> dict[str, str]:
@@ -138,14 +159,18 @@ def _check_manifest(folder: Path, digests: dict[str, str], profile: str) -> None
                              f"{digests.get(name)} in the statement")
 
 
-def verify_folder(folder: Path, profile: str, key: PublicKey | None) -> Verified:
-    """Every check, or an InputError naming the first thing that does not hold."""
+def verify_folder(folder: Path, profile: str, key: PublicKey | None,
+                  resolved: dict[str, Any] | None = None) -> Verified:
+    """Every check, or an InputError naming the first thing that does not hold.
+
+    resolved: the profile as Profile.resolved() gives it, to check the build was made from exactly it.
+    """
     attestation = attestation_in(folder)
     if key is not None and attestation.name == UNSIGNED_NAME:
         raise InputError(f"{folder}: only an unsigned {UNSIGNED_NAME} is here, no signed {SIGNED_NAME}",
                          hint=SIGN_HINT)
     statement, signed = read_statement(attestation, key)
-    _check_profile(statement, profile, attestation)
+    _check_profile(statement, profile, attestation, resolved)
     digests = subject_digests(statement)
     checked = []
     for name, digest in sorted(digests.items()):
@@ -164,7 +189,10 @@ def verify_folder(folder: Path, profile: str, key: PublicKey | None) -> Verified
         if digests.get(name) != digest:
             raise InputError(f"{folder / SUMS}: lists {name} with sha256 {digest}, which the statement "
                              f"{'does not cover' if name not in digests else 'gives as ' + digests[name]}")
-    return Verified(folder, profile, signed, keyid(key) if key else None, attestation.name, checked)
+    own = {SIGNED_NAME, UNSIGNED_NAME, SUMS, *VSA_NAMES}
+    unattested = sorted(path.name for path in folder.iterdir()
+                        if path.is_file() and path.name not in digests and path.name not in own)
+    return Verified(folder, profile, signed, keyid(key) if key else None, attestation.name, checked, unattested)
 
 
 def verify_manifest(manifest: Path, key: PublicKey) -> dict[str, Any]:

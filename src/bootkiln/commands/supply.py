@@ -20,8 +20,10 @@ def verify_build(profile_ref: str | None, directory: str | None, key: str | None
             profile.name)
         key_path = Path(key).expanduser() if key else configured_key_path(profile.signing.key, profile.base_dir)
         public = load_public_key(key_path) if key_path else None
-        verified = verify_folder(folder, profile.name, public)
+        verified = verify_folder(folder, profile.name, public, profile.resolved())
         reporter.info(f"{folder}: {len(verified.checked)} files match the provenance of profile {profile.name}")
+        if verified.unattested:
+            reporter.warn(f"not covered by the provenance (nothing vouches for them): {', '.join(verified.unattested)}")
         if verified.signed:
             reporter.info(f"signed by key {verified.keyid}: the signature, every digest and the manifest hold")
         elif verified.attestation.endswith(".dsse.json"):
