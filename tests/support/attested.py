@@ -85,6 +85,7 @@ def make_build_folder(out: Path, key: PrivateKey | None, profile_name: str = "de
         "vmlinuz": b"kernel",
         "initrd.img": b"initrd",
         "busybox": b"busybox binary",
+        "applets.txt": b"/bin/sh\n/bin/ls\n/sbin/udhcpc\n",
         "isolinux.bin": b"isolinux",
         "bootloader-packages.tsv": b"isolinux\t3:6.04~git20190206.bf6db5b4+dfsg1-3\n",
     }
@@ -109,7 +110,7 @@ def make_build_folder(out: Path, key: PrivateKey | None, profile_name: str = "de
             "rootfs": stage(["rootfs.tar", "packages.tsv"], packages=len(ROOTFS_PACKAGES)),
             "kernel": stage(["vmlinuz"], package="linux-image-6.1.0-50-amd64", package_version="6.1.176-1",
                             package_sha256="7" * 64, version="6.1.0-50-amd64"),
-            "busybox": stage(["busybox"], source_version="1:1.35.0-4+deb12u1", applets=156,
+            "busybox": stage(["busybox", "applets.txt"], source_version="1:1.35.0-4+deb12u1", applets=156,
                              source_sha256={"busybox_1.35.0-4+deb12u1.dsc": "6" * 64}),
             "initramfs": stage(["initrd.img"]),
             "bootloader": stage(["isolinux.bin", "bootloader-packages.tsv"]),

@@ -42,6 +42,7 @@ class Package:
     sha256: str | None = None
     licence: str | None = None
     note: str = ""
+    applets: tuple[str, ...] = ()  # busybox: the applets compiled in
 
     @property
     def key(self) -> str:
@@ -177,7 +178,7 @@ def stage_artifacts(results: Mapping[str, Mapping[str, Any]], stage: str,
 def collect(metadata: Mapping[str, Mapping[str, Any]], consumers: Mapping[str, set[str]], published: set[str],
             architecture: str, rootfs: Mapping[str, Any] | None = None, packages_tsv: str | None = None,
             bootloader_tsv: str | None = None, builder: tuple[list[Package], dict[str, str | None]] | None = None,
-            applets: int | None = None) -> Inventory:
+            applets: list[str] | None = None) -> Inventory:
     """Every package of a build, from each stage's metadata and the files named in the module docstring.
 
     metadata: stage name -> its stage.json; consumers: stage -> the stages that consume it, directly or not.
@@ -206,9 +207,10 @@ def collect(metadata: Mapping[str, Mapping[str, Any]], consumers: Mapping[str, s
         busybox = metadata["busybox"]
         dsc = next((digest for name, digest in busybox.get("source_sha256", {}).items() if name.endswith(".dsc")),
                    None)
-        count = busybox.get("applets", applets)
+        names = tuple(sorted({path.rsplit("/", 1)[-1] for path in applets or []}))
+        count = len(names) or busybox.get("applets")
         inventory.add(Package("busybox", busybox["source_version"], "source", kind="source", source="busybox",
-                              source_version=busybox["source_version"], sha256=dsc,
+                              source_version=busybox["source_version"], sha256=dsc, applets=names,
                               note=f"source package, compiled statically with {count} applets"),
                       stage_artifacts(metadata, "busybox", consumers, published))
 

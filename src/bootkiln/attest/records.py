@@ -75,6 +75,7 @@ def inventory(sources: BuildSources, out: Path) -> Inventory:
     return collect(metadata, sources.consumers, set(sources.artifacts), sources.profile.debian.architecture,
                    rootfs=sources.rootfs_details, packages_tsv=text("packages.tsv"),
                    bootloader_tsv=text("bootloader-packages.tsv"),
+                   applets=(text("applets.txt") or "").split(),
                    builder=parse_builder_report(sources.builder_report))
 
 

@@ -128,6 +128,8 @@ def spdx_document(facts: BuildFacts, inventory: Inventory) -> dict[str, Any]:
         if package.source:
             entry["sourceInfo"] = f"built from Debian source package {package.source} {package.source_version}"
         comment = _comment(package, containers.get(package.key, []), package.key in inventory.build_tools)
+        if package.applets:
+            comment += f"; applets: {' '.join(package.applets)}"
         if comment:
             entry["comment"] = comment
         refs |= licence_refs(package.licence or "")
@@ -192,6 +194,8 @@ def cyclonedx_document(facts: BuildFacts, inventory: Inventory) -> dict[str, Any
                            {"name": "bootkiln:source-version", "value": package.source_version or ""}]
         if package.key in inventory.build_tools:
             properties.append({"name": "bootkiln:role", "value": "build-tool"})
+        if package.applets:
+            properties.append({"name": "bootkiln:applets", "value": " ".join(package.applets)})
         component: dict[str, Any] = {
             "type": "library", "bom-ref": package_url, "name": package.name, "version": package.version,
             "publisher": "Debian", "purl": package_url, "properties": properties,
