@@ -180,11 +180,11 @@ def test_rebuild_with_a_key_refuses_unsigned_foreign_or_edited_manifests(
 
 
 def run_task(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    environment = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock", "NO_COLOR": "1",
-                   "BOOTKILN_CACHE": str(tmp_path / "cache"), "BOOTKILN_OUT": str(tmp_path / "out-default"),
-                   **(env or {})}
-    environment.pop("BOOTKILN_HOME", None)
-    environment.pop("BOOTKILN_SIGNING_KEY", None)
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("BOOTKILN_HOME", "BOOTKILN_SIGNING_KEY")}
+    environment.update({"DOCKER_HOST": "unix:///nonexistent/docker.sock", "NO_COLOR": "1",
+                        "BOOTKILN_CACHE": str(tmp_path / "cache"), "BOOTKILN_OUT": str(tmp_path / "out-default"),
+                        **(env or {})})
     process = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=environment,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
     return process.returncode, process.stdout
@@ -214,7 +214,7 @@ def test_the_task_exits_0_when_all_holds_and_2_with_a_clear_message_otherwise(
         outputs.append(output)
     status, output = run_task(["verify-build", "--dir", str(signed.out)], tmp_path,
                               env={"BOOTKILN_SIGNING_KEY": str(not_a_key)})
-    assert status == 2 and "Traceback" not in output, output
+    assert status == 2 and "not-a-key.pem is not a PEM" in output and "Traceback" not in output, output
     outputs.append(output)
     for line in _key_lines(private, not_a_key, other.with_name("signing.key")):
         assert all(line not in output for output in outputs)
@@ -278,3 +278,13 @@ def test_unattested_files_are_named_and_a_foreign_payload_type_is_refused(
     (signed.out / "provenance.dsse.json").write_bytes(dsse.envelope_bytes(resigned))
     with pytest.raises(InputError, match="payloadType"):
         verify_folder(signed.out, "default", public)
+
+
+def test_check_profile_says_whether_builds_are_signed_and_refuses_a_bad_key(tmp_path: Path,
+                                                                            key_pair: tuple[Path, Path]) -> None:
+    status, output = run_task(["check-profile"], tmp_path)
+    assert status == 0 and "builds are NOT signed" in output, output
+    status, output = run_task(["check-profile"], tmp_path, env={"BOOTKILN_SIGNING_KEY": str(key_pair[0])})
+    assert status == 0 and f"signed by key {keyid(load_public_key(key_pair[1]))}" in output, output
+    status, output = run_task(["check-profile"], tmp_path, env={"BOOTKILN_SIGNING_KEY": str(key_pair[1])})
+    assert status == 2 and "not a PEM private key" in output, output

@@ -178,6 +178,8 @@ def builder(profile_ref: str | None) -> int:
 
 def check_profile(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
+        from bootkiln.attest import records
+        from bootkiln.attest.keys import keyid
         from bootkiln.core.overlay import plan_overlays
         from bootkiln.pipeline import preflight
 
@@ -186,6 +188,9 @@ def check_profile(profile_ref: str | None) -> int:
         entries = plan_overlays(profile)
         reporter.info(json.dumps(profile.resolved(), indent=2))
         reporter.info(f"profile {profile.name} is valid ({len(entries)} overlay entries)")
+        key = records.signing_key(profile)
+        reporter.info(f"builds are signed by key {keyid(key.public_key())}" if key else
+                      "builds are NOT signed (no signing key: set [signing] key or BOOTKILN_SIGNING_KEY)")
 
     return guarded(action)
 
