@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from bootkiln.attest.keys import generate_key_pair, keyid, load_private_key, loa
 from bootkiln.attest.verify import verify_folder, verify_manifest
 from bootkiln.console import Reporter
 from bootkiln.errors import InputError
+from bootkiln.hashing import sha256_file
 from bootkiln.verify.reproduce import rebuild
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,3 +290,55 @@ def test_check_profile_says_whether_builds_are_signed_and_refuses_a_bad_key(tmp_
     assert status == 0 and f"signed by key {keyid(load_public_key(key_pair[1]))}" in output, output
     status, output = run_task(["check-profile"], tmp_path, env={"BOOTKILN_SIGNING_KEY": str(key_pair[1])})
     assert status == 2 and "not a PEM private key" in output, output
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node[:3]):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _replaced(node: object, path: tuple[object, ...], value: object) -> object:
+    if not path:
+        return value
+    copy = json.loads(json.dumps(node))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return copy
+
+
+@pytest.mark.parametrize("document", ["provenance.intoto.json", "manifest.json"])
+def test_any_malformed_statement_or_manifest_gives_an_input_error_never_a_crash(tmp_path: Path,
+                                                                                document: str) -> None:
+    """Every node of the document replaced by a value of another type: refused cleanly or still valid."""
+    build = make_build_folder(tmp_path / "out", None)
+    path = build.out / document
+    original = json.loads(path.read_text())
+    paths = [p for p in _paths(original) if "profile" not in p[:4] or len(p) < 5]
+    statement_path = build.out / "provenance.intoto.json"
+    statement = json.loads(statement_path.read_text())
+    for node_path in paths:
+        replacements: tuple[object, ...] = ([], {}, None, 7, "x")
+        for value in replacements:
+            path.write_text(json.dumps(_replaced(original, node_path, value)))
+            if document == "manifest.json":  # unsigned: a forger re-points the manifest's digest too
+                for subject in statement["subject"]:
+                    if subject["name"] == "manifest.json":
+                        subject["digest"]["sha256"] = sha256_file(path)
+                statement_path.write_text(json.dumps(statement))
+            with contextlib.suppress(InputError):  # refused cleanly, or still valid
+                verify_folder(build.out, "default", None)
+    path.write_text(json.dumps(original, indent=2, sort_keys=True) + "\n")
+    if document == "manifest.json":
+        for subject in statement["subject"]:
+            if subject["name"] == "manifest.json":
+                subject["digest"]["sha256"] = sha256_file(path)
+        statement_path.write_text(json.dumps(statement))
+    verify_folder(build.out, "default", None)

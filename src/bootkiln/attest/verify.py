@@ -88,8 +88,7 @@ def check_statement(payload: bytes, where: str, expected_type: str) -> dict[str,
     if not isinstance(subjects, list) or not subjects:
         raise InputError(f"{where}: the statement names no subject")
     for subject in subjects:
-        name = subject.get("name") if isinstance(subject, dict) else None
-        digest = subject.get("digest", {}).get("sha256") if isinstance(subject, dict) else None
+        name, digest = _at(subject, "name"), _at(subject, "digest", "sha256")
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise InputError(f"{where}: a subject's name {name!r} is not a plain file name")
         if not isinstance(digest, str) or len(digest) != 64:
@@ -101,9 +100,17 @@ def subject_digests(statement: dict[str, Any]) -> dict[str, str]:
     return {subject["name"]: subject["digest"]["sha256"] for subject in statement["subject"]}
 
 
+def _at(data: Any, *keys: str) -> Any:
+    """data[k1][k2]..., or None where a level is missing or not a table (a statement is untrusted input)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def statement_profile(statement: dict[str, Any]) -> str | None:
-    parameters = statement.get("predicate", {}).get("buildDefinition", {}).get("externalParameters", {})
-    name = parameters.get("profileName") if isinstance(parameters, dict) else None
+    name = _at(statement, "predicate", "buildDefinition", "externalParameters", "profileName")
     return name if isinstance(name, str) else None
 
 
@@ -122,7 +129,7 @@ def _check_profile(statement: dict[str, Any], profile: str, where: Path,
                          hint="verify a folder with the profile it was built from")
     if resolved is None:
         return
-    recorded = statement.get("predicate", {}).get("buildDefinition", {}).get("externalParameters", {}).get("profile")
+    recorded = _at(statement, "predicate", "buildDefinition", "externalParameters", "profile")
     changed = _differences(recorded, resolved)
     if changed:
         raise InputError(f"{where}: built from a profile {profile!r} that differs from this one in "
@@ -150,10 +157,12 @@ def _check_manifest(folder: Path, digests: dict[str, str], profile: str) -> None
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         raise InputError(f"{path}: not a readable manifest") from None
-    if manifest.get("profile", {}).get("name") != profile:
-        raise InputError(f"{path}: the manifest is for profile {manifest.get('profile', {}).get('name')!r}, "
-                         f"not {profile!r}")
-    for name, digest in sorted(manifest.get("artifacts", {}).items()):
+    if _at(manifest, "profile", "name") != profile:
+        raise InputError(f"{path}: the manifest is for profile {_at(manifest, 'profile', 'name')!r}, not {profile!r}")
+    artifacts = _at(manifest, "artifacts")
+    if not isinstance(artifacts, dict):
+        raise InputError(f"{path}: the manifest has no 'artifacts' table")
+    for name, digest in sorted(artifacts.items(), key=lambda item: str(item[0])):
         if (folder / name).exists() and digests.get(name) != digest:
             raise InputError(f"{path}: artifact {name} has sha256 {digest} in the manifest but "
                              f"{digests.get(name)} in the statement")
