@@ -342,3 +342,20 @@ def test_any_malformed_statement_or_manifest_gives_an_input_error_never_a_crash(
                 subject["digest"]["sha256"] = sha256_file(path)
         statement_path.write_text(json.dumps(statement))
     verify_folder(build.out, "default", None)
+
+
+def test_a_profiles_signing_key_is_relative_to_the_profile_and_never_in_its_resolved_form(
+        tmp_path: Path, key_pair: tuple[Path, Path]) -> None:
+    from bootkiln.attest.records import signing_key
+    from bootkiln.profile.loader import load_profile
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "signed.toml").write_text('[signing]\nkey = "../keys/signing.key"\n')
+    status, output = run_task(["check-profile", "--profile", str(folder / "signed.toml")], tmp_path)
+    assert status == 0 and f"signed by key {keyid(load_public_key(key_pair[1]))}" in output, output
+    assert "signing" not in output.split("builds are signed")[0], "the key's path is not part of the profile shown"
+    profile = load_profile(str(folder / "signed.toml"))
+    assert "signing" not in profile.resolved()
+    key = signing_key(profile)
+    assert key is not None and keyid(key.public_key()) == keyid(load_public_key(key_pair[1]))
