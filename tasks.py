@@ -8,7 +8,7 @@ from invoke.tasks import task
 
 from bootkiln.commands import build as cli
 from bootkiln.commands import dev as devtasks
-from bootkiln.commands import installer
+from bootkiln.commands import installer, supply
 from bootkiln.commands import publish as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
@@ -93,10 +93,24 @@ def verify_reproducible(c: Context, profile: str | None = None, keep: str | None
     _exit(cli.verify_reproducible(profile, keep))
 
 
-@task(help={"manifest": "a manifest.json written by an earlier build"})
-def rebuild(c: Context, manifest: str) -> None:
+@task(help={"manifest": "a manifest.json written by an earlier build",
+            "key": "public key the manifest's provenance must be signed with (default: BOOTKILN_SIGNING_KEY)"})
+def rebuild(c: Context, manifest: str, key: str | None = None) -> None:
     """Rebuild from a manifest alone and report whether each artifact matches it."""
-    _exit(cli.rebuild(manifest))
+    _exit(cli.rebuild(manifest, key))
+
+
+@task(help={**PROFILE_HELP, "dir": "folder of artifacts (default: out/<profile>/)",
+            "key": "public key (PEM) the provenance must be signed with (default: the profile's signing key)"})
+def verify_build(c: Context, profile: str | None = None, dir: str | None = None, key: str | None = None) -> None:
+    """Check a build's folder against its provenance: the signature, every artifact's digest, the manifest."""
+    _exit(supply.verify_build(profile, dir, key))
+
+
+@task(help={"output": "folder for signing.key (0600) and signing.pub.pem", "algorithm": "ed25519 or ecdsa-p256"})
+def signing_key(c: Context, output: str, algorithm: str = "ed25519") -> None:
+    """Make a key pair for signing builds' provenance; never overwrites an existing key."""
+    _exit(supply.signing_key(output, algorithm))
 
 
 @task(help={**PROFILE_HELP, "image": "raw disk image (default: out/<profile>/disk.img)",

@@ -1,7 +1,7 @@
 """A build: validate the profile, connect to Docker, pin the archive, make the builder, run stages.
 
 Stages whose key is already in the cache are not run at all. Artifacts are published to
-out/<profile>/ with SHA256SUMS and a build manifest.
+out/<profile>/ with SHA256SUMS, a build manifest, SBOMs and provenance (bootkiln.attest).
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.atomicfile import write_atomic
+from bootkiln.attest import records
+from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, resolve_archive
 from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
 from bootkiln.core.manifest import merge, new_manifest
+from bootkiln.core.runner import Builder as BuilderContainer
 from bootkiln.core.runner import Runner
 from bootkiln.hashing import sha256_file
 from bootkiln.paths import Workspace
@@ -61,6 +64,16 @@ def stages_for(profile: Profile, targets: tuple[str, ...]) -> list[str]:
     return ordered
 
 
+def stage_consumers(profile: Profile) -> dict[str, set[str]]:
+    """For each stage, every stage that consumes its output for this profile, directly or not."""
+    consumers: dict[str, set[str]] = {}
+    for name in STAGES:
+        for required in stages_for(profile, (name,)):
+            if required != name:
+                consumers.setdefault(required, set()).add(name)
+    return consumers
+
+
 def preflight(profile: Profile, targets: tuple[str, ...] = DEFAULT_TARGETS) -> None:
     """Every stage the targets need checks the profile, before Docker or the network is touched."""
     for name in stages_for(profile, targets):
@@ -77,6 +90,8 @@ class Build:
         self.results: dict[str, StageResult] = {}
         self._checked: set[str] = set()
         self.check(DEFAULT_TARGETS)
+        # A bad signing key is reported now, not after the build it was to sign.
+        self.signing_key = records.signing_key(profile)
 
     def check(self, targets: tuple[str, ...]) -> None:
         """Run the checks of the stages the targets need that this build has not checked yet."""
@@ -184,9 +199,30 @@ class Build:
             previous = None
         manifest = merge(previous, self.manifest(sums))
         artifacts = {name: digest for name, digest in manifest["artifacts"].items() if (out / name).exists()}
-        _write_atomic(out / "SHA256SUMS", "".join(f"{artifacts[n]}  {n}\n" for n in sorted(artifacts)))
-        _write_atomic(previous_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # The manifest is written with the SBOMs and the provenance that covers them all (bootkiln.attest).
+        listed = records.publish(out, self._record_sources(out, manifest, artifacts), self.signing_key)
+        _write_atomic(out / "SHA256SUMS", "".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))
+        self.reporter.info(records.signing_note(self.signing_key))
         return out
+
+    def _record_sources(self, out: Path, manifest: dict[str, Any],
+                        artifacts: dict[str, str]) -> records.BuildSources:
+        """What the SBOMs are made from; facts read from the builder or the rootfs are cached by content."""
+        image_id = self.builder.image_id.removeprefix("sha256:")
+
+        def builder_report() -> list[str]:
+            quiet = Runner(Reporter(quiet_output=True), self.engine)
+            return quiet.run(["sh", "-c", BUILDER_QUERY], stage="sbom", where=BuilderContainer(image=self.builder.tag),
+                             hint="the builder image could not list its packages for the SBOM")
+
+        rootfs_details = None
+        if "rootfs.tar" in artifacts:
+            rootfs_details = records.cached_json(self.workspace.cache, f"rootfs-{artifacts['rootfs.tar']}.json",
+                                                 lambda: read_rootfs(out / "rootfs.tar"))
+        return records.BuildSources(
+            profile=self.profile, manifest=manifest, artifacts=artifacts, consumers=stage_consumers(self.profile),
+            builder_report=records.cached_json(self.workspace.cache, f"builder-{image_id}.json", builder_report),
+            rootfs_details=rootfs_details)
 
     def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
         stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},

@@ -56,13 +56,16 @@ def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from pathlib import Path
 
+        from bootkiln.attest.records import signing_key
         from bootkiln.pipeline import preflight
-        from bootkiln.verify.reproduce import report, verify
+        from bootkiln.verify.reproduce import report, verify, write_vsa
 
         profile = load_profile(profile_ref)
         preflight(profile)
+        signing_key(profile)  # a bad key is reported now, not after two builds
         checks = verify(profile, profile_ref, reporter, scratch=Path(keep).resolve() if keep else None)
         report(checks, reporter)
+        write_vsa(profile, checks, Workspace.default().output_dir(profile.name), reporter)
         different = [check.name for check in checks if not check.matches]
         if different:
             raise ReproducibilityError(f"not reproducible: {', '.join(different)} differ between the two builds",
@@ -72,14 +75,14 @@ def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
     return guarded(action)
 
 
-def rebuild(manifest: str) -> int:
+def rebuild(manifest: str, key: str | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from pathlib import Path
 
         from bootkiln.verify.reproduce import rebuild as rebuild_manifest
         from bootkiln.verify.reproduce import report
 
-        checks = rebuild_manifest(Path(manifest), reporter)
+        checks = rebuild_manifest(Path(manifest), reporter, Path(key).expanduser() if key else None)
         report(checks, reporter)
         different = [check.name for check in checks if not check.matches]
         if different:
@@ -175,6 +178,8 @@ def builder(profile_ref: str | None) -> int:
 
 def check_profile(profile_ref: str | None) -> int:
     def action(reporter: Reporter) -> None:
+        from bootkiln.attest import records
+        from bootkiln.attest.keys import keyid
         from bootkiln.core.overlay import plan_overlays
         from bootkiln.pipeline import preflight
 
@@ -183,6 +188,9 @@ def check_profile(profile_ref: str | None) -> int:
         entries = plan_overlays(profile)
         reporter.info(json.dumps(profile.resolved(), indent=2))
         reporter.info(f"profile {profile.name} is valid ({len(entries)} overlay entries)")
+        key = records.signing_key(profile)
+        reporter.info(f"builds are signed by key {keyid(key.public_key())}" if key else
+                      "builds are NOT signed (no signing key: set [signing] key or BOOTKILN_SIGNING_KEY)")
 
     return guarded(action)
 

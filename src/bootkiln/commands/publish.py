@@ -17,7 +17,7 @@ from bootkiln.errors import InputError
 from bootkiln.paths import Workspace, read_user_file
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
-from bootkiln.publish.manifest import read_manifest
+from bootkiln.publish.manifest import BuildManifest, read_manifest
 from bootkiln.publish.target import PublishTarget
 
 
@@ -33,6 +33,20 @@ def _existing_file(path: Path, what: str, build_task: str, flag: str) -> Path:
     if not path.is_file():
         raise InputError(f"no {what} at {path}", hint=f"build it first (invoke {build_task}), or pass {flag} PATH")
     return path
+
+
+def trusted_manifest(profile: Profile, path: Path, build_task: str, reporter: Reporter) -> BuildManifest:
+    """The manifest to publish; with a signing key configured, only one a provenance signed by that key covers."""
+    from bootkiln.attest.keys import configured_key_path, load_public_key
+    from bootkiln.attest.verify import verify_manifest
+
+    key_path = configured_key_path(profile.signing.key, profile.base_dir)
+    if key_path is not None and path.is_file():
+        verify_manifest(path, load_public_key(key_path))
+    elif key_path is None:
+        reporter.info(f"{path}: nothing is signed (no signing key configured); the manifest is trusted on its "
+                      "plain sha256 seal")
+    return read_manifest(path, build_task=build_task)
 
 
 # What each artifact kind is called, its default file, the task that builds it and the flag that names another.
@@ -53,7 +67,8 @@ def _publish(profile_ref: str | None, what: Literal["image", "iso"], artifact: s
         description, default_name, build_task, flag = _ARTIFACTS[what]
         out = _out(profile)
         path = _existing_file(Path(artifact) if artifact else out / default_name, description, build_task, flag)
-        build = read_manifest(Path(manifest) if manifest else out / "manifest.json", build_task=build_task)
+        build = trusted_manifest(profile, Path(manifest) if manifest else out / "manifest.json", build_task,
+                                 reporter)
         publish = target.publish_image if what == "image" else target.upload_iso
         reporter.info("\n".join(publish(path, build, reporter).lines))
 

@@ -101,6 +101,15 @@ class Stamp(_Strict):
     commit: str
 
 
+class Attestations(_Strict):
+    """The SBOMs and provenance a build wrote beside the manifest (attest/records.py)."""
+
+    sboms: dict[ArtifactName, Sha256]
+    provenance: ArtifactName
+    signed: bool
+    keyid: str | None
+
+
 class ManifestShape(_Strict):
     """The structure of a manifest, checked before anything in it is used. The seal is a plain sha256
     anyone can recompute, so a sealed manifest may still be malformed; what the values mean (the
@@ -115,6 +124,7 @@ class ManifestShape(_Strict):
     inputs: dict[str, str]
     stages: dict[str, dict[str, Any]]
     artifacts: dict[ArtifactName, Sha256]
+    attestations: Attestations | None = None
     manifest_sha256: Sha256
 
 

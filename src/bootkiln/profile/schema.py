@@ -433,6 +433,17 @@ class ChecksSettings(StrictModel):
     )
 
 
+class SigningSettings(StrictModel):
+    """[signing]: the key that signs the build's provenance (docs/supply-chain.md)."""
+
+    key: str | None = Field(
+        default=None,
+        description="private key (PEM, Ed25519 or ECDSA P-256) that signs provenance.dsse.json, relative to the "
+        "profile; `BOOTKILN_SIGNING_KEY` overrides it. Never recorded in any output",
+        json_schema_extra={"shown_default": "unsigned"},
+    )
+
+
 class Profile(StrictModel):
     name: Word = Field(
         default=DEFAULT_PROFILE,
@@ -458,6 +469,7 @@ class Profile(StrictModel):
     installer: InstallerSettings = Field(default_factory=InstallerSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     userdata: UserdataSettings = Field(default_factory=UserdataSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
     source: Path | None = Field(default=None, exclude=True)
 
     @property
@@ -466,8 +478,12 @@ class Profile(StrictModel):
         return self.source.parent if self.source else project_root() / "profiles"
 
     def resolved(self) -> dict[str, Any]:
-        """The profile as built: every default filled in, in a stable JSON-able form."""
-        return self.model_dump(mode="json", exclude={"source"})
+        """The profile as built: every default filled in, in a stable JSON-able form.
+
+        [signing] is left out: where the key lives says nothing about what was built, and a signed and
+        an unsigned build of one profile are the same build.
+        """
+        return self.model_dump(mode="json", exclude={"source", "signing"})
 
 
 def is_installer(profile: Profile) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bootkiln.attest.provenance import ATTESTATION_NAMES
 from bootkiln.console import Reporter
 from bootkiln.core.manifest import input_digests, load_manifest
 from bootkiln.core.runner import Host, Runner
@@ -55,10 +56,17 @@ class ArtifactCheck:
     expected: str
     actual: str | None
     details: str = ""
+    # A provenance file matches when it attests the same artifacts: it also covers manifest.json, which
+    # records the checkout's path, and an ECDSA signature differs every time it is made.
+    equivalent: bool = False
 
     @property
     def matches(self) -> bool:
-        return self.expected == self.actual
+        return self.expected == self.actual or self.equivalent
+
+
+def varies_hostname() -> bool:
+    return os.geteuid() == 0 and bool(shutil.which("unshare")) and bool(shutil.which("hostname"))
 
 
 def _build_argv(condition: Condition, profile_ref: str | None, targets: tuple[str, ...]) -> list[str]:
@@ -67,7 +75,7 @@ def _build_argv(condition: Condition, profile_ref: str | None, targets: tuple[st
         task += ["--stage", target]
     script = 'umask "$0"; exec "$@"'
     argv = ["sh", "-c", script, condition.umask, *task]
-    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("hostname"):
+    if varies_hostname():
         # A private UTS namespace gives the build its own hostname without touching the machine's.
         argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', condition.hostname, *argv]
     return argv
@@ -128,10 +136,46 @@ def compare_outputs(first: Path, second: Path) -> list[ArtifactCheck]:
                                         f"  only in the {'first' if name in expected else 'second'} build"))
             continue
         details = ""
+        if name in ATTESTATION_NAMES:
+            same = attested_artifacts(first / name) == attested_artifacts(second / name)
+            details = "" if same else "  the two provenance statements attest different artifacts"
+            checks.append(ArtifactCheck(name, expected[name], actual[name], details, equivalent=same))
+            continue
         if expected[name] != actual[name]:
             details = describe(compare_artifacts(name, first / name, second / name))
         checks.append(ArtifactCheck(name, expected[name], actual[name], details))
     return checks
+
+
+def attested_artifacts(path: Path) -> dict[str, str]:
+    """The artifacts a provenance file attests, without the manifest (which records where it was built)."""
+    from bootkiln.attest.verify import read_statement, subject_digests
+
+    statement, _ = read_statement(path, None)
+    return {name: digest for name, digest in subject_digests(statement).items() if name != "manifest.json"}
+
+
+def write_vsa(profile: Profile, checks: list[ArtifactCheck], out: Path, reporter: Reporter) -> Path:
+    """The SLSA Verification Summary of a verify run, signed when a signing key is configured."""
+    from bootkiln import __version__
+    from bootkiln.attest import dsse, vsa
+    from bootkiln.attest.provenance import statement_bytes
+    from bootkiln.attest.records import signing_key
+
+    key = signing_key(profile)
+    conditions = [{"label": c.label, "TZ": c.tz, "locale": c.locale, "umask": c.umask,
+                   "hostname": c.hostname if varies_hostname() else None, "path": c.folder} for c in CONDITIONS]
+    reproduced = [vsa.Reproduced(c.name, c.expected, c.matches) for c in checks if c.name not in ATTESTATION_NAMES]
+    inputs = {f"first build's {c.name}": c.expected for c in checks if c.name in ATTESTATION_NAMES}
+    payload = statement_bytes(vsa.summary(profile.name, __version__, reproduced, conditions, varies_hostname(),
+                                          inputs))
+    out.mkdir(parents=True, exist_ok=True)
+    name, stale = (vsa.SIGNED_NAME, vsa.UNSIGNED_NAME) if key else (vsa.UNSIGNED_NAME, vsa.SIGNED_NAME)
+    (out / name).write_bytes(dsse.envelope_bytes(dsse.sign(payload, key)) if key else payload)
+    (out / stale).unlink(missing_ok=True)
+    reporter.info(f"verification summary: {out / name}" + ("" if key else " (NOT signed: no signing key "
+                                                             "configured)"))
+    return out / name
 
 
 def report(checks: list[ArtifactCheck], reporter: Reporter) -> None:
@@ -180,14 +224,26 @@ def planned_stages(data: dict[str, Any], profile: Profile, where: Path) -> list[
     return stages
 
 
-def rebuild(manifest_path: Path, reporter: Reporter) -> list[ArtifactCheck]:
+def rebuild(manifest_path: Path, reporter: Reporter, key_path: Path | None = None) -> list[ArtifactCheck]:
     """Build what a manifest describes, in a fresh cache, and check each artifact against it.
 
     Everything in the manifest is checked before anything runs: its structure (load_manifest), its
-    profile, its stages and its artifacts. A malformed manifest is the input's fault, never a crash.
+    profile, its stages and its artifacts; a malformed manifest is the input's fault, never a crash.
+    With a key (given, or BOOTKILN_SIGNING_KEY), only a manifest covered by a provenance signed by
+    that key is rebuilt; without one, the manifest's plain sha256 seal is all there is, and the
+    report says so.
     """
+    from bootkiln.attest.keys import configured_key_path, load_public_key
+    from bootkiln.attest.verify import verify_manifest
     from bootkiln.pipeline import Build
 
+    key_path = key_path or configured_key_path(None, Path.cwd())
+    if key_path is not None:
+        verify_manifest(manifest_path, load_public_key(key_path))
+        reporter.info(f"{manifest_path}: covered by a provenance signed with the configured key")
+    else:
+        reporter.info(f"{manifest_path}: nothing is signed (no key configured): the manifest is checked only "
+                      "against its own sha256 seal, which anyone who edits it can recompute")
     data = load_manifest(manifest_path)
     profile = profile_from_manifest(data, manifest_path)
     stages = planned_stages(data, profile, manifest_path)

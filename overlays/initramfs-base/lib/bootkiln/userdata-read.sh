@@ -111,7 +111,9 @@ section != "" {
     } else if ($0 ~ /^-----END [A-Z0-9 ]+-----$/) {
         if ($0 != "-----END " block "-----") fail("section " section " is not plain PEM")
         block = ""
-    } else if (block == "" || $0 !~ /^[A-Za-z0-9+\/=]+$/) {
+    # A string, not /.../: inside a bracket busybox awk keeps the backslash of "\/", so the class would
+    # take backslashes too.
+    } else if (block == "" || $0 !~ "^[A-Za-z0-9+/=]+$") {
         fail("section " section " is not plain PEM")
     }
     print > (out "/" section ".pem")
