@@ -8,8 +8,25 @@ from pathlib import Path
 
 import pytest
 import tests.support.properties  # noqa: F401  (registers and loads the hypothesis profiles)
+from tests.conftest import component_missing
 
 WriteProfile = Callable[[str], Path]
+# The installer's user-data reader, and the busybox applets it may use (and nothing else).
+USERDATA_READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / \
+    "userdata-read.sh"
+READER_APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")
+
+
+@pytest.fixture(scope="session")
+def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PATH of busybox applets only: no GNU awk or gzip can stand in for busybox's."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        component_missing("busybox", "the host has no busybox binary (apt-get install busybox)")
+    folder = tmp_path_factory.mktemp("busybox-bin")
+    for applet in READER_APPLETS:
+        (folder / applet).symlink_to(busybox)
+    return folder
 
 
 @pytest.fixture(autouse=True)

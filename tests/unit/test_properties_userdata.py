@@ -10,23 +10,21 @@ busybox reader accepts too: what `invoke userdata` writes, the installer reads.
 from __future__ import annotations
 
 import gzip
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from tests.conftest import component_missing
 from tests.support.properties import examples
+from tests.unit.conftest import USERDATA_READER
 
 from bootkiln.errors import InputError
 from bootkiln.installer import pki
 from bootkiln.installer.userdata import MAGIC, UserData, decode, encode, host_names, render
 from bootkiln.profile.userdata import UserdataSettings
 
-READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / "userdata-read.sh"
-APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")
+READER = USERDATA_READER
 
 
 def _valid_text() -> str:
@@ -142,15 +140,6 @@ def _assert_plain_layout(mounts: list[str]) -> None:
     assert len(set(mounted)) == len(mounted) and "/" in mounted, mounts
 
 
-@pytest.fixture(scope="module")
-def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        component_missing("busybox", "the host has no busybox binary (apt-get install busybox)")
-    folder = tmp_path_factory.mktemp("busybox-bin")
-    for applet in APPLETS:
-        (folder / applet).symlink_to(busybox)
-    return folder
 
 
 @settings(max_examples=examples(300))
@@ -168,13 +157,13 @@ def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @example(VALID[:-1])
 @example(VALID.replace("lv=swap 1024 swap -\n", "lv=swap 1024 swap -\nlv=swap 1024 swap -\n"))  # found by deep
 def test_busybox_reader_accepts_what_python_accepts_and_only_plain_layouts(
-        busybox_bin: Path, tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+        busybox_path: Path, tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     blob = gzip.compress(text.encode(errors="surrogateescape"), mtime=0)
     folder = tmp_path_factory.mktemp("read")
     (folder / "user-data").write_bytes(blob)
     out = folder / "out"
-    process = subprocess.run([str(busybox_bin / "sh"), str(READER), str(folder / "user-data"), str(out)],
-                             capture_output=True, env={"PATH": str(busybox_bin)}, timeout=30, check=False)
+    process = subprocess.run([str(busybox_path / "sh"), str(READER), str(folder / "user-data"), str(out)],
+                             capture_output=True, env={"PATH": str(busybox_path)}, timeout=30, check=False)
     python = _python_reads(blob)
     assert process.returncode in (0, 1), process.stderr
     # Both readers agree: what bootkiln writes the installer reads, and the installer takes nothing the

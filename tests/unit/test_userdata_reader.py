@@ -9,26 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import component_missing
+from tests.unit.conftest import USERDATA_READER
 
 from bootkiln.installer import pki
 from bootkiln.installer.userdata import encode, host_names, render
 from bootkiln.profile.userdata import UserdataSettings
 
-READER = Path(__file__).resolve().parents[2] / "overlays" / "initramfs-base" / "lib" / "bootkiln" / "userdata-read.sh"
-APPLETS = ("sh", "awk", "gzip", "head", "od", "tr", "wc", "mkdir", "rm")
+READER = USERDATA_READER
 
 
-@pytest.fixture(scope="module")
-def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A PATH of busybox applets only: no GNU awk or gzip can stand in for busybox's."""
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        component_missing("busybox", "the host has no busybox binary (apt-get install busybox)")
-    folder = tmp_path_factory.mktemp("busybox-bin")
-    for applet in APPLETS:
-        (folder / applet).symlink_to(busybox)
-    return folder
 
 
 @pytest.fixture(scope="module")
