@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import lzma
 import urllib.request
@@ -182,3 +184,19 @@ def test_a_snapshots_release_file_is_fetched_once(tmp_path: Path) -> None:
         index = ArchiveIndex(state, ["main"], tmp_path / "cache", fetch=fetch, delays=())
         assert index.lookup("dpkg", "1.21.22", "arm64", "amd64") == IndexEntry("3" * 64, "dpkg", "1.21.22")
     assert len(fetched) == 2 and fetched[0].endswith("/InRelease"), fetched
+
+
+def test_a_listed_form_the_mirror_lacks_falls_back_to_the_next(tmp_path: Path) -> None:
+    """The Release file lists Packages.xz and Packages.gz; the mirror keeps only the .gz (verified too)."""
+    mirror = tmp_path / "mirror"
+    write_archive(mirror, "bookworm", {"main/amd64": [DPKG]})
+    folder = mirror / "dists/bookworm/main/binary-amd64"
+    text = lzma.decompress((folder / "Packages.xz").read_bytes())
+    (folder / "Packages.xz").unlink()
+    gz = gzip.compress(text, mtime=0)
+    (folder / "Packages.gz").write_bytes(gz)
+    release = (mirror / "dists/bookworm/InRelease").read_text().replace(
+        "\n-----BEGIN PGP SIGNATURE", f"\n {hashlib.sha256(gz).hexdigest()} {len(gz)} main/binary-amd64/Packages.gz"
+        "\n-----BEGIN PGP SIGNATURE").encode()
+    index = ArchiveIndex(pinned_state(mirror.as_uri(), "bookworm", release, keep_bytes=True), ["main"], delays=())
+    assert index.lookup("dpkg", "1.21.22", "amd64", "amd64") == IndexEntry("2" * 64, "dpkg", "1.21.22")

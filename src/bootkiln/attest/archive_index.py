@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootkiln.core.archive import RETRY_DELAYS, ArchiveState, Fetch, _default_fetch, fetch_with_retries
+from bootkiln.core.archive import (
+    RETRY_DELAYS,
+    ArchiveState,
+    Fetch,
+    NotFound,
+    _default_fetch,
+    fetch_with_retries,
+)
 from bootkiln.errors import EnvironmentProblem
 
 # The compressed forms apt understands, best first; the first one the Release file lists is used.
@@ -186,12 +193,17 @@ class ArchiveIndex:
                      checksums: dict[str, tuple[str, int]]) -> dict[str, str]:
         """Fetch and verify one Packages index; a component or architecture the suite lacks is empty."""
         base = f"{component}/binary-{architecture}/Packages"
+        missing: NotFound | None = None
         for suffix, decompress in INDEX_FORMATS.items():
             if base + suffix not in checksums:
                 continue
             url = f"{self.state.mirror}/dists/{self.state.suite}/{base}{suffix}"
-            data = fetch_with_retries(url, what=f"the package index {base}{suffix} of {self.state.suite}",
-                                      fetch=self.fetch, delays=self.delays)
+            try:
+                data = fetch_with_retries(url, what=f"the package index {base}{suffix} of {self.state.suite}",
+                                          fetch=self.fetch, delays=self.delays)
+            except NotFound as exc:  # a mirror may keep only some of the forms its Release file lists
+                missing = exc
+                continue
             expected, size = checksums[base + suffix]
             actual = hashlib.sha256(data).hexdigest()
             if actual != expected or len(data) != size:
@@ -201,6 +213,8 @@ class ArchiveIndex:
                     hint="the mirror or a proxy between served other bytes than the archive state the build "
                     "pinned: check http_proxy and the mirror, then publish again")
             return parse_packages(decompress(data).decode("utf-8", "replace"))
+        if missing is not None:
+            raise missing
         return {}
 
 
