@@ -15,6 +15,7 @@ from typing import Any
 
 from bootkiln.atomicfile import write_atomic
 from bootkiln.attest import records
+from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, resolve_archive
@@ -121,12 +122,14 @@ class Build:
     def builder(self) -> BuilderImage:
         with self.reporter.stage("builder") as progress:
             factory = BuilderFactory(self.engine, self.runner, self.reporter)
-            image, built = factory.ensure(self.profile.builder, self._builder_archive())
+            image, built = factory.ensure(self.profile.builder, self.builder_archive)
             progress.cached = not built
             progress.note = image.tag
         return image
 
-    def _builder_archive(self) -> ArchiveState:
+    @cached_property
+    def builder_archive(self) -> ArchiveState:
+        """The archive state the builder image is made from: the builder suite's, which may not be the profile's."""
         debian = self.profile.debian
         if debian.suite == self.profile.builder.suite:
             return self.archive
@@ -215,6 +218,7 @@ class Build:
             return quiet.run(["sh", "-c", BUILDER_QUERY], stage="sbom", where=BuilderContainer(image=self.builder.tag),
                              hint="the builder image could not list its packages for the SBOM")
 
+        facts = self.workspace.cache / records.FACTS_FOLDER
         rootfs_details = None
         if "rootfs.tar" in artifacts:
             rootfs_details = records.cached_json(self.workspace.cache, f"rootfs-{artifacts['rootfs.tar']}.json",
@@ -222,7 +226,10 @@ class Build:
         return records.BuildSources(
             profile=self.profile, manifest=manifest, artifacts=artifacts, consumers=stage_consumers(self.profile),
             builder_report=records.cached_json(self.workspace.cache, f"builder-{image_id}.json", builder_report),
-            rootfs_details=rootfs_details)
+            rootfs_details=rootfs_details,
+            archive_index=ArchiveIndex(self.archive, self.profile.debian.components, facts),
+            # The builder's sources.list names main only (core/builder.py).
+            builder_archive_index=ArchiveIndex(self.builder_archive, ["main"], facts))
 
     def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
         stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 
 from bootkiln.commands import publish as cli_actions
+from bootkiln.core.manifest import seal
 from bootkiln.hashing import sha256_file
 from tests.aws.helpers import Faults, Recorder, manifest_seal, session_with, write_manifest
 
@@ -95,3 +97,92 @@ def test_bucket_missing_from_profile_or_from_s3(iso_build: tuple[str, Path, Path
     Path(profile).write_text('[aws]\ns3_bucket = "no-such-bucket"\n')
     assert upload(profile) == 2
     assert "S3 bucket no-such-bucket does not exist" in capsys.readouterr().out
+
+
+RECORDS = {"sbom.spdx.json": b'{"spdxVersion": "SPDX-2.3"}\n', "sbom.cdx.json": b'{"bomFormat": "CycloneDX"}\n',
+           "provenance.dsse.json": b'{"payloadType": "application/vnd.in-toto+json"}\n'}
+
+
+def _attested_manifest(iso: Path, manifest: Path) -> None:
+    """Rewrite the fixture's build as one with SBOMs and a provenance file, as Build.publish writes them."""
+    out = iso.parent
+    for name, data in RECORDS.items():
+        (out / name).write_bytes(data)
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in RECORDS.items()}
+    data = json.loads(manifest.read_text())
+    data["attestations"] = {"sboms": {n: digests[n] for n in ("sbom.spdx.json", "sbom.cdx.json")},
+                            "provenance": "provenance.dsse.json", "signed": True, "keyid": "0" * 64}
+    manifest.unlink()
+    manifest.write_text(json.dumps(seal(data), indent=2, sort_keys=True) + "\n")
+    listed = {"boot.iso": sha256_file(iso), **digests}
+    (out / "SHA256SUMS").write_text("".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))
+
+
+def test_the_sboms_and_provenance_go_beside_the_iso(iso_build: tuple[str, Path, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    profile, iso, manifest = iso_build
+    _attested_manifest(iso, manifest)
+    recorder = Recorder()
+    assert upload(profile, ("before-send.s3", recorder.hook)) == 0
+    folder = f"images/isos/{manifest_seal(manifest)[:16]}/"
+    checksums = {request.url.split("?")[0].rsplit("/", 1)[-1]: request.headers["x-amz-checksum-sha256"]
+                 for request in recorder.of("PutObject")}
+    for name, data in RECORDS.items():
+        assert s3().get_object(Bucket=BUCKET, Key=folder + name)["Body"].read() == data, name
+        head = s3().head_object(Bucket=BUCKET, Key=folder + name)
+        assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert checksums[name] == base64.b64encode(hashlib.sha256(data).digest()).decode(), "S3 checks the bytes"
+    keys = {item["Key"] for item in s3().list_objects_v2(Bucket=BUCKET, Prefix=folder)["Contents"]}
+    assert keys == {folder + name for name in (*RECORDS, "boot.iso", "manifest.json")}
+    assert f"s3://{BUCKET}/{folder}sbom.spdx.json" in capsys.readouterr().out
+
+    again = Recorder()
+    assert upload(profile, ("before-send.s3", again.hook)) == 0
+    assert again.of("PutObject") == [] and again.of("CreateMultipartUpload") == [], "nothing is sent twice"
+
+
+def test_records_reach_an_iso_uploaded_before_them(iso_build: tuple[str, Path, Path]) -> None:
+    """An ISO already in S3 (an upload by a version without records) gets its SBOMs and provenance added."""
+    profile, iso, manifest = iso_build
+    _attested_manifest(iso, manifest)
+    folder = f"images/isos/{manifest_seal(manifest)[:16]}/"
+    s3().put_object(Bucket=BUCKET, Key=folder + "boot.iso", Body=b"x", Metadata={"sha256": sha256_file(iso)})
+    recorder = Recorder()
+    assert upload(profile, ("before-send.s3", recorder.hook)) == 0
+    assert recorder.of("CreateMultipartUpload") == []
+    assert len(recorder.of("PutObject")) == len(RECORDS)
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing"])
+def test_a_changed_or_missing_record_is_refused_before_anything_is_uploaded(
+        iso_build: tuple[str, Path, Path], damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    profile, iso, manifest = iso_build
+    _attested_manifest(iso, manifest)
+    (iso.parent / "sbom.cdx.json").unlink()
+    if damage == "changed":
+        (iso.parent / "sbom.cdx.json").write_bytes(b'{"edited": true}\n')
+    assert upload(profile) == 2
+    output = capsys.readouterr().out
+    assert "sbom.cdx.json" in output and ("does not match" if damage == "changed" else "is missing") in output
+    assert s3().list_objects_v2(Bucket=BUCKET, Prefix="images/").get("KeyCount") == 0
+
+
+def test_a_provenance_that_differs_from_sha256sums_is_refused(iso_build: tuple[str, Path, Path],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    profile, iso, manifest = iso_build
+    _attested_manifest(iso, manifest)
+    (iso.parent / "provenance.dsse.json").unlink()
+    (iso.parent / "provenance.dsse.json").write_bytes(b'{"payloadType": "forged"}\n')
+    assert upload(profile) == 2
+    assert "provenance.dsse.json does not match" in capsys.readouterr().out
+
+
+def test_a_record_name_that_leaves_the_folder_is_refused(iso_build: tuple[str, Path, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    profile, _, manifest = iso_build
+    data = json.loads(manifest.read_text())
+    data["attestations"] = {"sboms": {"../../secret": "0" * 64}, "provenance": "provenance.dsse.json"}
+    manifest.unlink()
+    manifest.write_text(json.dumps(seal(data), indent=2, sort_keys=True) + "\n")
+    assert upload(profile) == 2
+    assert "'attestations' table is not what a build writes" in capsys.readouterr().out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -60,6 +62,49 @@ def test_the_sboms_validate_and_list_what_is_really_in_the_images(
     rootfs_refs = depends["artifact:rootfs.tar"]
     licensed = [c for c in cdx["components"] if c.get("bom-ref") in rootfs_refs and c.get("licenses")]
     assert len(licensed) > len(rootfs_refs) // 2, "most Debian packages have DEP-5 copyright files"
+
+
+def _library_components(out: Path) -> dict[str, dict[str, Any]]:
+    cdx = json.loads((out / "sbom.cdx.json").read_text())
+    return {c["purl"]: c for c in cdx["components"] if c["type"] == "library"}
+
+
+def _deb_facts(component: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The .deb's sha256 and the source package a CycloneDX component records."""
+    digest = next((h["content"] for h in component.get("hashes", []) if h["alg"] == "SHA-256"), None)
+    source = {p["name"]: p["value"] for p in component["properties"]}.get("bootkiln:source-package")
+    return digest, source
+
+
+def test_builder_boot_loader_and_kernel_packages_carry_the_archives_deb_sha256_and_source(
+        default_iso: StageResult, default_rootfs: StageResult, session_build: SessionBuild) -> None:
+    """Read from the pinned archive's Packages index (verified against its Release file), not guessed."""
+    out = session_build.out()
+    components, depends = _library_components(out), _dependencies(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    kernel = manifest["stages"]["kernel"]
+    kernel_purl = purl(Package(kernel["package"], kernel["package_version"], "amd64"), "bookworm")
+    digest, kernel_source = _deb_facts(components[kernel_purl])
+    assert digest == kernel["package_sha256"], "the kernel stage's digest of the .deb it unpacked"
+    assert kernel_source is not None and kernel_source.startswith("linux"), kernel_source
+    boot = {line.split("\t")[0] for line in (out / "bootloader-packages.tsv").read_text().splitlines()}
+    boot_refs = [ref for ref in depends["artifact:boot.iso"] if ref.split("@")[0].removeprefix("pkg:deb/debian/")
+                 in boot]
+    assert len(boot_refs) == len(boot) > 0
+    tools = depends["builder-image"]
+    if manifest["builder"]["base"] != "mmdebstrap":  # a pulled base image's own packages may predate the archive
+        tools = {ref for ref in tools if ref.split("@")[0].removeprefix("pkg:deb/debian/") in builder_packages()}
+    assert len(tools) >= len(builder_packages())
+    for ref in sorted({*boot_refs, *tools}):
+        digest, source = _deb_facts(components[ref])
+        assert digest is not None and re.fullmatch(r"[0-9a-f]{64}", digest), ref
+        assert source, ref
+    spdx = json.loads((out / "sbom.spdx.json").read_text())
+    kernel_spdx = next(p for p in spdx["packages"] if p["name"] == kernel["package"])
+    assert kernel_spdx["sourceInfo"].startswith(f"built from Debian source package {kernel_source} ")
+    problems = validate_full_spdx_document(parse_file(str(out / "sbom.spdx.json")))
+    assert [problem.validation_message for problem in problems] == []
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str((out / "sbom.cdx.json").read_text()) is None
 
 
 def test_the_unsigned_session_build_verifies_and_says_so(default_iso: StageResult,

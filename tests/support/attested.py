@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bootkiln import __version__
 from bootkiln.attest import records
+from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.keys import PrivateKey
 from bootkiln.attest.packages import BUILDER_SEPARATOR
 from bootkiln.core.manifest import FORMAT, seal
@@ -74,7 +75,9 @@ class AttestedBuild:
 
 
 def make_build_folder(out: Path, key: PrivateKey | None, profile_name: str = "default",
-                      iso: bytes = b"\x00" * 4096 + b"an ISO stand-in") -> AttestedBuild:
+                      iso: bytes = b"\x00" * 4096 + b"an ISO stand-in", archive_index: ArchiveIndex | None = None,
+                      builder_archive_index: ArchiveIndex | None = None,
+                      kernel_sha256: str = "7" * 64) -> AttestedBuild:
     """Write artifacts, then the records as Build.publish does; return the folder and SHA256SUMS's entries."""
     profile = Profile(name=profile_name)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,7 @@ def make_build_folder(out: Path, key: PrivateKey | None, profile_name: str = "de
         "stages": {
             "rootfs": stage(["rootfs.tar", "packages.tsv"], packages=len(ROOTFS_PACKAGES)),
             "kernel": stage(["vmlinuz"], package="linux-image-6.1.0-50-amd64", package_version="6.1.176-1",
-                            package_sha256="7" * 64, version="6.1.0-50-amd64"),
+                            package_sha256=kernel_sha256, version="6.1.0-50-amd64"),
             "busybox": stage(["busybox", "applets.txt"], source_version="1:1.35.0-4+deb12u1", applets=156,
                              source_sha256={"busybox_1.35.0-4+deb12u1.dsc": "6" * 64}),
             "initramfs": stage(["initrd.img"]),
@@ -123,7 +126,8 @@ def make_build_folder(out: Path, key: PrivateKey | None, profile_name: str = "de
     from bootkiln.attest.packages import read_rootfs
 
     sources = records.BuildSources(profile=profile, manifest=manifest, artifacts=sums, consumers=consumers,
-                                   builder_report=list(BUILDER_REPORT), rootfs_details=read_rootfs(out / "rootfs.tar"))
+                                   builder_report=list(BUILDER_REPORT), rootfs_details=read_rootfs(out / "rootfs.tar"),
+                                   archive_index=archive_index, builder_archive_index=builder_archive_index)
     listed = records.publish(out, sources, key)
     (out / "SHA256SUMS").write_text("".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))
     return AttestedBuild(out, profile, listed)

@@ -6,7 +6,9 @@ Facts come from what the stages already record, never from a guess:
 - the kernel: the kernel stage's metadata (package, version, .deb sha256);
 - busybox: the Debian source package it is compiled from (version, .dsc sha256) and its applets;
 - the boot loader: bootloader-packages.tsv (name, version) from the builder image;
-- the builder image: dpkg's list inside it (build tools; no .deb sha256: apt's lists are not kept).
+- the builder image: dpkg's list inside it (build tools).
+What dpkg and the stages do not keep (the .deb sha256 of the builder's and the boot loader's packages,
+the kernel's source package) comes from the pinned archive's Packages index (enrich, archive_index.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from bootkiln.attest.archive_index import ArchiveIndex, native_architecture
 from bootkiln.attest.licences import licences_from_copyright
 
 # Published files that describe a stage's output rather than contain packages.
@@ -56,6 +59,8 @@ class Inventory:
     packages: dict[str, Package] = field(default_factory=dict)
     contains: dict[str, set[str]] = field(default_factory=dict)
     build_tools: set[str] = field(default_factory=set)
+    # Packages installed in the builder image (its own and the boot loader's): from the builder's archive.
+    from_builder: set[str] = field(default_factory=set)
 
     def add(self, package: Package, artifacts: list[str]) -> str:
         known = self.packages.get(package.key)
@@ -223,8 +228,35 @@ def collect(metadata: Mapping[str, Mapping[str, Any]], consumers: Mapping[str, s
                                   source_version=known.source_version if known else None,
                                   licence=builder_licences.get(name), note="boot files taken from this package"),
                           inside)
+            inventory.from_builder.add(f"{name}@{version}:{arch}")
 
     for package in builder_packages:
         key = inventory.add(replace(package, licence=builder_licences.get(package.name)), [])
         inventory.build_tools.add(key)
+        inventory.from_builder.add(key)
     return inventory
+
+
+def enrich(inventory: Inventory, architecture: str, archive: ArchiveIndex | None,
+           builder_archive: ArchiveIndex | None) -> None:
+    """Fill each binary package's missing .deb sha256 and source package from its archive's index.
+
+    The builder's and the boot loader's packages are looked up in the builder suite's archive state,
+    the others in the profile's. Only the exact (name, version, architecture) counts; a package whose
+    known sha256 differs from the archive's (a local kernel.deb of the same version) is another .deb,
+    and takes nothing from it.
+    """
+    builder_native = native_architecture((inventory.packages[key].architecture for key in inventory.from_builder),
+                                         architecture)
+    for key in sorted(inventory.packages):
+        package = inventory.packages[key]
+        on_builder = key in inventory.from_builder
+        index, native = (builder_archive, builder_native) if on_builder else (archive, architecture)
+        if index is None or package.kind != "binary" or (package.sha256 and package.source):
+            continue
+        entry = index.lookup(package.name, package.version, package.architecture, native)
+        if entry is None or (package.sha256 and package.sha256 != entry.sha256):
+            continue
+        inventory.packages[key] = replace(
+            package, sha256=package.sha256 or entry.sha256, source=package.source or entry.source,
+            source_version=package.source_version if package.source else entry.source_version)

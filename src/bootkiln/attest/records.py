@@ -16,8 +16,9 @@ from typing import Any
 
 from bootkiln import __version__
 from bootkiln.attest import dsse, sbom
+from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.keys import PrivateKey, configured_key_path, keyid, load_private_key
-from bootkiln.attest.packages import Inventory, collect, parse_builder_report
+from bootkiln.attest.packages import Inventory, collect, enrich, parse_builder_report
 from bootkiln.attest.provenance import SIGNED_NAME, UNSIGNED_NAME, provenance, statement_bytes
 from bootkiln.core.manifest import seal
 from bootkiln.profile.schema import Profile
@@ -63,6 +64,9 @@ class BuildSources:
     consumers: Mapping[str, set[str]]  # stage -> every stage that consumes it, directly or not
     builder_report: list[str]  # output of packages.BUILDER_QUERY in the builder image
     rootfs_details: Mapping[str, Any] | None  # packages.read_rootfs of the published rootfs.tar
+    # The Packages indexes of the profile's and the builder's archive states (.deb sha256, source packages).
+    archive_index: ArchiveIndex | None = None
+    builder_archive_index: ArchiveIndex | None = None
 
 
 def inventory(sources: BuildSources, out: Path) -> Inventory:
@@ -72,11 +76,14 @@ def inventory(sources: BuildSources, out: Path) -> Inventory:
     def text(name: str) -> str | None:
         return (out / name).read_text() if name in sources.artifacts and (out / name).is_file() else None
 
-    return collect(metadata, sources.consumers, set(sources.artifacts), sources.profile.debian.architecture,
-                   rootfs=sources.rootfs_details, packages_tsv=text("packages.tsv"),
-                   bootloader_tsv=text("bootloader-packages.tsv"),
-                   applets=(text("applets.txt") or "").split(),
-                   builder=parse_builder_report(sources.builder_report))
+    architecture = sources.profile.debian.architecture
+    found = collect(metadata, sources.consumers, set(sources.artifacts), architecture,
+                    rootfs=sources.rootfs_details, packages_tsv=text("packages.tsv"),
+                    bootloader_tsv=text("bootloader-packages.tsv"),
+                    applets=(text("applets.txt") or "").split(),
+                    builder=parse_builder_report(sources.builder_report))
+    enrich(found, architecture, sources.archive_index, sources.builder_archive_index)
+    return found
 
 
 def sbom_facts(sources: BuildSources) -> sbom.BuildFacts:

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -53,6 +53,9 @@ class ArchiveState:
     release_sha256: str | None
     release_epoch: int
     source_date_epoch: int
+    # The InRelease bytes release_sha256 was taken from, kept so the SBOM reads the package indexes this
+    # exact file lists (bootkiln.attest.archive_index); not part of the state's identity.
+    release_data: bytes | None = field(default=None, repr=False, compare=False)
 
     def identity(self) -> dict[str, object]:
         return {"mirror": self.mirror, "suite": self.suite, "snapshot": self.snapshot,
@@ -137,6 +140,7 @@ def resolve_archive(debian: DebianSettings, *, fetch: Fetch = _default_fetch,
         mirror=debian.mirror, suite=debian.suite, snapshot=None,
         release_sha256=hashlib.sha256(data).hexdigest(), release_epoch=epoch,
         source_date_epoch=debian.source_date_epoch if debian.source_date_epoch is not None else epoch,
+        release_data=data,
     )
 
 

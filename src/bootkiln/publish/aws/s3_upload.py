@@ -1,8 +1,9 @@
 """The ISO to S3 as a multipart upload, every part checked by S3 against its SHA-256.
 
 Objects go to `s3://<bucket>/<prefix><profile>/<manifest sha256[:16]>/`: boot.iso and the build's
-manifest.json beside it, so a build is uploaded once and never overwrites another. S3 user metadata
-is limited to 2 KB, less than a manifest, so the ISO's metadata carries the manifest's sha256 and
+manifest.json beside it, with the build's SBOMs and provenance file (bootkiln.attest, each checked
+against the manifest or SHA256SUMS first), so a build is uploaded once and never overwrites another.
+S3 user metadata is limited to 2 KB, less than a manifest, so the ISO's metadata carries the manifest's sha256 and
 key, the ISO's own sha256 and the profile; the manifest itself is the object next to it.
 
 After CompleteMultipartUpload the composite checksum S3 reports (SHA-256 of the parts' SHA-256s)
@@ -17,6 +18,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,7 @@ class S3Result:
     checksum: str
     seconds: float
     reused: bool
+    record_keys: tuple[str, ...] = ()  # the SBOMs and provenance uploaded (or found) beside the ISO
 
     @property
     def url(self) -> str:
@@ -81,17 +84,23 @@ class IsoUploader:
         self.part_size = part_size
         self.progress = progress
 
-    def upload(self, iso: Path, manifest: Path, target: S3Target, *, iso_sha256: str, profile: str) -> S3Result:
+    def upload(self, iso: Path, manifest: Path, target: S3Target, *, iso_sha256: str, profile: str,
+               records: Mapping[str, tuple[Path, str]] | None = None) -> S3Result:
+        """records: the build's SBOMs and provenance, name -> (path, checked sha256), put beside the ISO."""
         started = time.monotonic()
         size = iso.stat().st_size
         part = part_size_for(size, self.part_size)
         metadata = {"bootkiln-profile": profile, "sha256": iso_sha256, "manifest-sha256": target.manifest_sha256,
                     "manifest-key": target.key("manifest.json")}
         self._check_bucket(target.bucket)
+        # The records go first, and also beside an ISO already uploaded (perhaps by a version without them).
+        record_keys = tuple(self._put_record(path, target, name, digest, profile)
+                            for name, (path, digest) in sorted((records or {}).items()))
         existing = self._existing(target.bucket, target.key("boot.iso"))
         if existing is not None and existing.get("Metadata", {}).get("sha256") == iso_sha256:
             return S3Result(target.bucket, target.key("boot.iso"), target.key("manifest.json"), size,
-                            math.ceil(size / part), str(existing.get("ChecksumSHA256", "")), 0.0, reused=True)
+                            math.ceil(size / part), str(existing.get("ChecksumSHA256", "")), 0.0, reused=True,
+                            record_keys=record_keys)
         with translated(f"uploading {manifest} to s3://{target.bucket}/{target.key('manifest.json')}"):
             body = manifest.read_bytes()
             self.s3.put_object(Bucket=target.bucket, Key=target.key("manifest.json"), Body=body,
@@ -99,7 +108,24 @@ class IsoUploader:
                                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode())
         checksum, parts = self._multipart(iso, size, part, target.bucket, target.key("boot.iso"), metadata)
         return S3Result(target.bucket, target.key("boot.iso"), target.key("manifest.json"), size, parts, checksum,
-                        time.monotonic() - started, reused=False)
+                        time.monotonic() - started, reused=False, record_keys=record_keys)
+
+    def _put_record(self, path: Path, target: S3Target, name: str, digest: str, profile: str) -> str:
+        """One SBOM or provenance file, with S3 checking its SHA-256; one already there is left alone."""
+        key = target.key(name)
+        existing = self._existing(target.bucket, key)
+        if existing is not None and existing.get("Metadata", {}).get("sha256") == digest:
+            return key
+        with translated(f"uploading {path} to s3://{target.bucket}/{key}"):
+            body = path.read_bytes()
+            if hashlib.sha256(body).hexdigest() != digest:
+                raise InputError(f"{path} changed while it was being published",
+                                 hint="publish again once no build writes to its folder")
+            self.s3.put_object(Bucket=target.bucket, Key=key, Body=body, ContentType="application/json",
+                               Metadata={"bootkiln-profile": profile, "sha256": digest,
+                                         "manifest-sha256": target.manifest_sha256},
+                               ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode())
+        return key
 
     def _check_bucket(self, bucket: str) -> None:
         try:

@@ -81,12 +81,18 @@ class AwsTarget:
                 digest = sha256_file(iso)
             uploader = IsoUploader(ctx, workers=min(profile.aws.workers, 8), part_size=self.part_size,
                                    progress=RichProgress(reporter.console))
+            records = build.record_files()
+            if not records:
+                reporter.warn(f"{build.path} names no SBOM or provenance (a build from before them): only the ISO "
+                              "and the manifest are uploaded")
             target = S3Target(bucket, profile.aws.s3_prefix, profile.name, build.sha256)
-            result = uploader.upload(iso, build.path, target, iso_sha256=digest, profile=profile.name)
+            result = uploader.upload(iso, build.path, target, iso_sha256=digest, profile=profile.name,
+                                     records=records)
             stage.verb = "unchanged" if result.reused else "uploaded"
         rate = result.size / result.seconds / (1 << 20) if result.seconds else 0.0
         lines = [f"ISO: {result.url}{' (already uploaded)' if result.reused else ''}",
                  f"  {result.size:,} bytes in {result.parts} parts, {rate:,.1f} MiB/s",
                  f"  sha256 {digest}; S3 SHA-256 checksum {result.checksum}",
                  f"  manifest s3://{result.bucket}/{result.manifest_key} (sha256 {build.sha256})"]
+        lines += [f"  {key.rsplit('/', 1)[-1]}: s3://{result.bucket}/{key}" for key in result.record_keys]
         return Published(result.url, result.reused, lines)
