@@ -229,7 +229,8 @@ class Build:
             rootfs_details=rootfs_details,
             archive_index=ArchiveIndex(self.archive, self.profile.debian.components, facts),
             # The builder's sources.list names main only (core/builder.py).
-            builder_archive_index=ArchiveIndex(self.builder_archive, ["main"], facts))
+            builder_archive_index=ArchiveIndex(self.builder_archive, ["main"], facts),
+            facts_cache=self.workspace.cache)
 
     def manifest(self, sums: dict[str, str]) -> dict[str, Any]:
         stages = {name: {"key": r.key, **{k: v for k, v in r.metadata.items() if k != "sha256"},

@@ -49,8 +49,11 @@ def sandbox(installer: InstallerBuild, session_build: SessionBuild,
             tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     """User-data for two hosts (one CA, two host keys), then the ISO and disk published again."""
     home = tmp_path_factory.mktemp("secrets-home")
+    # Where generated CAs and keys are kept (never under out/); a folder of the test's own, searched too.
+    pki = tmp_path_factory.mktemp("secrets-pki")
     workspace = installer.build.workspace
     env = {"BOOTKILN_CACHE": str(workspace.cache), "BOOTKILN_OUT": str(workspace.out), "HOME": str(home),
+           "BOOTKILN_PKI": str(pki),
            **{name: str(home / folder) for name, folder in (("XDG_CONFIG_HOME", ".config"),
                                                              ("XDG_DATA_HOME", ".local/share"),
                                                              ("XDG_STATE_HOME", ".local/state"),
@@ -72,7 +75,7 @@ def sandbox(installer: InstallerBuild, session_build: SessionBuild,
         result = invoke([task, "--profile", "installer"], env=env)
         assert result.returncode == 0, result.output[-3000:]
         outputs.append(result.output)
-    roots = {root.resolve() for root in (workspace.cache, workspace.out, session_build.workspace.out, home)
+    roots = {root.resolve() for root in (workspace.cache, workspace.out, session_build.workspace.out, home, pki)
              if root.exists()}
     outermost = sorted(root for root in roots if not any(other in root.parents for other in roots))
     return Sandbox(env, outermost, userdata, "\n".join(outputs))

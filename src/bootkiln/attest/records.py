@@ -6,15 +6,16 @@ the stage metadata) and from the builder image, which reports its own packages o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bootkiln import __version__
+from bootkiln.atomicfile import write_atomic
 from bootkiln.attest import dsse, sbom
 from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.keys import PrivateKey, configured_key_path, keyid, load_private_key
@@ -34,9 +35,7 @@ def signing_key(profile: Profile) -> PrivateKey | None:
 
 
 def _write(path: Path, data: bytes) -> str:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -67,6 +66,9 @@ class BuildSources:
     # The Packages indexes of the profile's and the builder's archive states (.deb sha256, source packages).
     archive_index: ArchiveIndex | None = None
     builder_archive_index: ArchiveIndex | None = None
+    # Where rendered SBOMs are kept by what they are made from, so an unchanged build does not read the
+    # archive's indexes again (None: always render).
+    facts_cache: Path | None = None
 
 
 def inventory(sources: BuildSources, out: Path) -> Inventory:
@@ -95,11 +97,32 @@ def sbom_facts(sources: BuildSources) -> sbom.BuildFacts:
         builder_image_id=str(manifest["builder"].get("image_id", "")))
 
 
+def sbom_inputs_key(sources: BuildSources, facts: sbom.BuildFacts) -> str:
+    """A digest of everything the SBOMs are made from: the stages' records and the artifacts' digests (which
+    cover packages.tsv, the boot-loader list and the applets), the builder image, both archive states, and
+    the code that renders them."""
+    indexes = [(index.state.identity(), list(index.components)) if index else None
+               for index in (sources.archive_index, sources.builder_archive_index)]
+    code = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(Path(__file__).parent.glob("*.py"))}
+    parts = {"facts": dataclasses.asdict(facts), "stages": sources.manifest.get("stages", {}),
+             "consumers": {name: sorted(names) for name, names in sources.consumers.items()},
+             "architecture": sources.profile.debian.architecture, "builder": sources.builder_report,
+             "rootfs": sources.rootfs_details, "indexes": indexes, "code": code}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def write_sboms(sources: BuildSources, out: Path) -> dict[str, str]:
-    facts, packages = sbom_facts(sources), inventory(sources, out)
-    return {sbom.SPDX_NAME: _write(out / sbom.SPDX_NAME, sbom.render(sbom.spdx_document(facts, packages))),
-            sbom.CYCLONEDX_NAME: _write(out / sbom.CYCLONEDX_NAME,
-                                        sbom.render(sbom.cyclonedx_document(facts, packages)))}
+    facts = sbom_facts(sources)
+
+    def render() -> dict[str, str]:
+        packages = inventory(sources, out)
+        return {sbom.SPDX_NAME: sbom.render(sbom.spdx_document(facts, packages)).decode(),
+                sbom.CYCLONEDX_NAME: sbom.render(sbom.cyclonedx_document(facts, packages)).decode()}
+
+    rendered: dict[str, str] = (cached_json(sources.facts_cache, f"sboms-{sbom_inputs_key(sources, facts)}.json",
+                                            render) if sources.facts_cache else render())
+    return {name: _write(out / name, rendered[name].encode()) for name in SBOM_NAMES}
 
 
 def manifest_entry(sboms: Mapping[str, str], key: PrivateKey | None) -> dict[str, Any]:
