@@ -15,12 +15,12 @@ import gzip
 import hashlib
 import json
 import lzma
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootkiln.atomicfile import write_atomic
 from bootkiln.core.archive import (
     RETRY_DELAYS,
     ArchiveState,
@@ -92,13 +92,6 @@ def parse_packages(text: str) -> dict[str, str]:
     return entries
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-
-
 @dataclass
 class ArchiveIndex:
     """The Packages indexes of one archive state, fetched and parsed when first needed.
@@ -136,7 +129,7 @@ class ArchiveIndex:
                     "pinned: the archive changed since, so its package index cannot describe this build",
                     hint="build again to pin the archive's current state, or pin a debian.snapshot")
             if self.state.snapshot and self.cache is not None:
-                _write_atomic(self._snapshot_release_path(), data)
+                write_atomic(self._snapshot_release_path(), data)
             self._release = (digest, release_checksums(data.decode("utf-8", "replace")))
         return self._release
 
@@ -186,7 +179,7 @@ class ArchiveIndex:
                     pass  # a damaged cache file is made again
         entries = self._fetch_index(component, architecture, checksums)
         if path is not None:
-            _write_atomic(path, json.dumps({"format": CACHE_FORMAT, "entries": entries}, sort_keys=True).encode())
+            write_atomic(path, json.dumps({"format": CACHE_FORMAT, "entries": entries}, sort_keys=True).encode())
         return entries
 
     def _fetch_index(self, component: str, architecture: str,

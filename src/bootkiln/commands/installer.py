@@ -15,10 +15,6 @@ from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import Profile
 
 
-def _where(profile: Profile) -> str:
-    return str(profile.source or "built-in default profile")
-
-
 def _out(profile: Profile) -> Path:
     return Workspace.default().output_dir(profile.name)
 
@@ -29,14 +25,14 @@ def make_userdata(profile: Profile, hostname: str | None, reporter: Reporter) ->
     from bootkiln.installer.userdata import check_budget, encode, host_names, render
 
     settings = profile.userdata
-    names = host_names(settings, hostname, where=_where(profile))
+    names = host_names(settings, hostname, where=profile.where)
     if settings.certs == "generate":
         root = private_pki_dir(profile, reporter)
         certs = pki.generate(root, certname=names.certname, hostname=names.hostname, server=names.server,
                              key_type=settings.key_type)
         reporter.info(f"certificates for {names.certname} from the CA in {root} (made there if missing)")
     else:
-        certs = pki.load(settings.certs, profile.base_dir, certname=names.certname, where=_where(profile))
+        certs = pki.load(settings.certs, profile.base_dir, certname=names.certname, where=profile.where)
     document = render(settings, names=names, certs=certs)
     encoded = encode(document)
     check_budget(encoded)

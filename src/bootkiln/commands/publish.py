@@ -21,14 +21,6 @@ from bootkiln.publish.manifest import BuildManifest, read_manifest
 from bootkiln.publish.target import PublishTarget
 
 
-def _where(profile: Profile) -> str:
-    return str(profile.source or "built-in default profile")
-
-
-def _out(profile: Profile) -> Path:
-    return Workspace.default().output_dir(profile.name)
-
-
 def _existing_file(path: Path, what: str, build_task: str, flag: str) -> Path:
     if not path.is_file():
         raise InputError(f"no {what} at {path}", hint=f"build it first (invoke {build_task}), or pass {flag} PATH")
@@ -65,7 +57,7 @@ def _publish(profile_ref: str | None, what: Literal["image", "iso"], artifact: s
         target = make_target(profile)
         target.check(what)
         description, default_name, build_task, flag = _ARTIFACTS[what]
-        out = _out(profile)
+        out = Workspace.default().output_dir(profile.name)
         path = _existing_file(Path(artifact) if artifact else out / default_name, description, build_task, flag)
         build = trusted_manifest(profile, Path(manifest) if manifest else out / "manifest.json", build_task,
                                  reporter)
@@ -106,7 +98,7 @@ def launch(profile_ref: str | None, hostname: str | None = None, ami: str | None
         profile = load_profile(profile_ref)
         name = hostname or profile.userdata.hostname
         if name is None:
-            raise InputError(f"{_where(profile)}: no hostname to launch",
+            raise InputError(f"{profile.where}: no hostname to launch",
                              hint="pass --hostname, or set userdata.hostname in the profile")
         if userdata_file:
             blob = read_user_file(Path(userdata_file), "user-data",
@@ -119,7 +111,7 @@ def launch(profile_ref: str | None, hostname: str | None = None, ami: str | None
             document, encoded = make_userdata(profile, name, reporter)
             blob = encoded.blob
             write_private(userdata_path(profile, document.hostname), blob)
-        spec = ImageSpec.from_settings(profile.aws, profile=profile.name, where=_where(profile),
+        spec = ImageSpec.from_settings(profile.aws, profile=profile.name, where=profile.where,
                                        debian_architecture=profile.debian.architecture,
                                        profile_description=profile.description)
         ctx = connect(profile.aws, session=session)
@@ -148,7 +140,7 @@ def teardown(profile_ref: str | None, hostname: str | None = None, *, session: A
         profile = load_profile(profile_ref)
         name = hostname or profile.userdata.hostname
         if name is None:
-            raise InputError(f"{_where(profile)}: no hostname to tear down", hint="pass --hostname")
+            raise InputError(f"{profile.where}: no hostname to tear down", hint="pass --hostname")
         ctx = connect(profile.aws, session=session)
         with reporter.stage("teardown", f"{name} in {ctx.region}") as stage:
             done = Launcher(ctx, profile.aws, info=reporter.info, wait_delay=wait_delay).teardown(hostname=name)

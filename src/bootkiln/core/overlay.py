@@ -56,7 +56,7 @@ def plan_tree(profile: Profile, names: list[str], attrs: dict[str, FileAttrs], k
     unknown = sorted(set(attrs) - set(merged))
     if unknown:
         raise InputError(
-            f"{profile.source or 'built-in profile'}: key '{part}.attrs' names paths no overlay provides: "
+            f"{profile.where}: key '{part}.attrs' names paths no overlay provides: "
             + ", ".join(unknown),
             hint="attrs set modes of overlay files; check the path or add the file to an overlay",
         )

@@ -201,9 +201,6 @@ def check_references(profile: Profile) -> None:
     check_paths(profile)
 
 
-def _where(profile: Profile) -> str:
-    return str(profile.source or "built-in default profile")
-
 
 def _inside(path: Path, folder: Path) -> bool:
     """True when `path` (resolved) lies strictly below `folder` (resolved)."""
@@ -236,7 +233,7 @@ def _contained(profile: Profile, key: str, name: str, roots: list[Path],
 def _outside(profile: Profile, key: str, name: str, resolved: Path | None, roots: list[Path]) -> InputError:
     where = "is an absolute path" if resolved is None else f"resolves to {resolved}"
     folders = " or ".join(str(root) for root in roots)
-    return InputError(f"{_where(profile)}: key '{key}': {name!r} {where}, outside the folders a profile may use "
+    return InputError(f"{profile.where}: key '{key}': {name!r} {where}, outside the folders a profile may use "
                       f"({folders})",
                       hint="give a path relative to the profile's folder; copy the files there rather than "
                            "linking to them: a profile never pulls host files into an image")
@@ -250,7 +247,7 @@ def overlay_dir(profile: Profile, name: str, key: str = "rootfs.overlays") -> Pa
     found = _contained(profile, key, name, [profile.base_dir, project_root() / "overlays"], "dir")
     if found is not None:
         return found
-    raise InputError(f"{_where(profile)}: key '{key}': overlay {name!r} not found",
+    raise InputError(f"{profile.where}: key '{key}': overlay {name!r} not found",
                      hint=f"create overlays/{name}/ or fix the name")
 
 
@@ -258,7 +255,7 @@ def _profile_file(profile: Profile, relative: str, fallback_dir: str, key: str) 
     found = _contained(profile, key, relative, [profile.base_dir, project_root() / fallback_dir], "file")
     if found is not None:
         return found
-    raise InputError(f"{_where(profile)}: key {key!r}: file {relative!r} not found",
+    raise InputError(f"{profile.where}: key {key!r}: file {relative!r} not found",
                      hint=f"give a path relative to the profile, or a file in {fallback_dir}/")
 
 
@@ -277,7 +274,7 @@ def check_paths(profile: Profile) -> list[Path]:
     for rel in profile.checks.paths:
         path = _contained(profile, "checks.paths", rel, [profile.base_dir], "any")
         if path is None:
-            raise InputError(f"{_where(profile)}: key 'checks.paths': {rel!r} does not exist "
+            raise InputError(f"{profile.where}: key 'checks.paths': {rel!r} does not exist "
                              f"(relative to {profile.base_dir})")
         found.append(path)
     return found

@@ -473,6 +473,11 @@ class Profile(StrictModel):
     source: Path | None = Field(default=None, exclude=True)
 
     @property
+    def where(self) -> str:
+        """How messages name this profile: its file, or the built-in default."""
+        return str(self.source) if self.source else "built-in default profile"
+
+    @property
     def base_dir(self) -> Path:
         """Relative paths in a profile are resolved against the profile's own folder."""
         return self.source.parent if self.source else project_root() / "profiles"
@@ -498,7 +503,7 @@ def carries_payload(profile: Profile) -> bool:
 def require_nfsroot(profile: Profile) -> NfsrootSettings:
     settings = profile.nfsroot
     if settings.nfsroot is None:
-        raise InputError(f"{profile.source or 'built-in profile'}: key 'nfsroot.nfsroot' is not set: a diskless "
+        raise InputError(f"{profile.where}: key 'nfsroot.nfsroot' is not set: a diskless "
                          "client needs NFSROOT, the SERVER:/PATH its root is mounted from",
                          hint='add e.g. [nfsroot] nfsroot = "10.0.2.2:/srv/bootkiln/diskless/root"')
     return settings

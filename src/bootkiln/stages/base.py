@@ -102,7 +102,7 @@ def require_initramfs_stage(profile: Profile, key: str, stage: str) -> None:
     """The initramfs /init can only run a stage script that one of the profile's initramfs overlays holds."""
     script = f"/lib/bootkiln/stages/{stage}"
     if script not in {entry.path for entry in plan_overlays(profile, "initramfs")}:
-        raise InputError(f"{profile.source or 'built-in profile'}: key '{key}': no {script} in the "
+        raise InputError(f"{profile.where}: key '{key}': no {script} in the "
                          f"initramfs overlays {profile.initramfs.overlays}",
                          hint="add the stage script to an initramfs overlay, or pick an existing stage")
 

@@ -47,7 +47,7 @@ class DiskStage(StageBase):
     def check(self, profile: Profile) -> None:
         require_initramfs_stage(profile, "disk.stage", profile.disk.stage)
         if profile.disk.layout == "installer" and not is_installer(profile):
-            raise InputError(f"{profile.source or 'built-in profile'}: key 'disk.layout': 'installer' needs "
+            raise InputError(f"{profile.where}: key 'disk.layout': 'installer' needs "
                              f"initramfs.stage = \"installer\" (it is {profile.initramfs.stage!r})",
                              hint="use layout = \"root\" for a disk that boots its own root filesystem")
 
@@ -84,7 +84,7 @@ class DiskStage(StageBase):
         what = "the installer's files and payload" if disk.layout == "installer" else "rootfs, kernel and initramfs"
         if root_room < needed:
             raise InputError(
-                f"{ctx.profile.source or 'built-in profile'}: key 'disk.size': {int(disk.size) >> 20} MiB leaves "
+                f"{ctx.profile.where}: key 'disk.size': {int(disk.size) >> 20} MiB leaves "
                 f"{root_room >> 20} MiB for the third partition, which needs about {needed >> 20} MiB "
                 f"({what}: {payload >> 20} MiB)",
                 hint=f"set disk.size to at least {((needed + int(disk.esp_size) + (4 << 20)) >> 20) + 1} MiB",

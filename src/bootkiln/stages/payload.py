@@ -30,7 +30,7 @@ class PayloadStage(StageBase):
 
     def check(self, profile: Profile) -> None:
         if not profile.installer.target_modules:
-            raise InputError(f"{profile.source or 'built-in profile'}: key 'installer.target_modules': empty, so an "
+            raise InputError(f"{profile.where}: key 'installer.target_modules': empty, so an "
                              "offline install would give the installed system no kernel modules (no disk, network "
                              "or filesystem drivers)",
                              hint="list them as profiles/installer.toml does, or set installer.payload = false")

@@ -23,7 +23,7 @@ class AwsTarget:
     def __init__(self, profile: Profile, *, session: Any = None, wait_delay: float = 15.0,
                  part_size: int = 16 << 20) -> None:
         self.profile = profile
-        self.where = str(profile.source or "built-in default profile")
+        self.where = profile.where
         self.session = session
         self.wait_delay = wait_delay
         self.part_size = part_size
