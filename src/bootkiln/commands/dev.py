@@ -37,7 +37,9 @@ def run_tests(pytest_args: list[str]) -> int:
         here = Host(cwd=project_root(), passthrough=True)
         pytest = [sys.executable, "-m", "pytest"]
         # Arguments given by hand select the tests themselves: one pass, no tiers.
-        passes = [("pytest", [*pytest, *pytest_args])] if pytest_args else [("pytest", [*pytest, "-m", "not slow"])]
+        # --durations lists the slowest tests, so CI's log shows where the time budget goes.
+        passes = ([("pytest", [*pytest, *pytest_args])] if pytest_args
+                  else [("pytest", [*pytest, "--durations=30", "-m", "not slow"])])
         steps = [
             ("ruff", [sys.executable, "-m", "ruff", "check", "."], "fix the lint errors shown"),
             ("mypy", [sys.executable, "-m", "mypy"], "fix the type errors shown"),
