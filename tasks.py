@@ -12,6 +12,8 @@ from bootkiln.commands import installer, supply
 from bootkiln.commands import publish as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
+JOBS_HELP = {"jobs": "how many independent stages may run at once (default: BOOTKILN_JOBS, or one per core; "
+                     "1 = one after another)"}
 
 
 def _exit(code: int) -> None:
@@ -67,10 +69,10 @@ def test(c: Context, pytest_args: str = "") -> None:
     _exit(devtasks.run_tests(pytest_args.split()))
 
 
-@task(help=PROFILE_HELP)
-def build_iso(c: Context, profile: str | None = None) -> None:
+@task(help={**PROFILE_HELP, **JOBS_HELP})
+def build_iso(c: Context, profile: str | None = None, jobs: int | None = None) -> None:
     """Build the profile's hybrid BIOS/UEFI ISO (busybox, kernel, initramfs, boot files, pycdlib)."""
-    _exit(cli.build_iso(profile))
+    _exit(cli.build_iso(profile, jobs))
 
 
 @task(help={**PROFILE_HELP, "mode": "boot only these modes (repeatable): bios-cd, bios-usb, uefi-cd, uefi-usb "
@@ -80,11 +82,11 @@ def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = N
     _exit(cli.boot_test(profile, mode or []))
 
 
-@task(help={**PROFILE_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
+@task(help={**PROFILE_HELP, **JOBS_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
       iterable=["stage"])
-def build(c: Context, profile: str | None = None, stage: list[str] | None = None) -> None:
+def build(c: Context, profile: str | None = None, stage: list[str] | None = None, jobs: int | None = None) -> None:
     """Build every artifact of the profile (rootfs, ISO, disk image), or the stages named with --stage."""
-    _exit(cli.build(profile, stage or []))
+    _exit(cli.build(profile, stage or [], jobs))
 
 
 @task(help={**PROFILE_HELP, "keep": "keep both builds' folders here for inspection"})

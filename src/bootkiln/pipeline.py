@@ -9,15 +9,17 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bootkiln import interrupts, parallel
 from bootkiln.atomicfile import write_atomic
 from bootkiln.attest import records
 from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
-from bootkiln.console import Reporter
+from bootkiln.console import Reporter, StageProgress
 from bootkiln.core.archive import ArchiveState, resolve_archive
 from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
@@ -83,13 +85,16 @@ def preflight(profile: Profile, targets: tuple[str, ...] = DEFAULT_TARGETS) -> N
 
 class Build:
     def __init__(self, profile: Profile, *, workspace: Workspace | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, jobs: int | None = None) -> None:
         self.profile = profile
         self.workspace = workspace or Workspace.default()
         self.reporter = reporter or Reporter()
         self.cache = StageCache(self.workspace.cache)
         self.results: dict[str, StageResult] = {}
         self._checked: set[str] = set()
+        self.jobs = parallel.jobs_from(override=jobs)
+        # Set when a parallel run stops early: stages still running then report an interrupt, not a failure.
+        self._stopping: interrupts.Interrupted | None = None
         self.check(DEFAULT_TARGETS)
         # A bad signing key is reported now, not after the build it was to sign.
         self.signing_key = records.signing_key(profile)
@@ -138,37 +143,88 @@ class Build:
     def stage(self, name: str) -> StageResult:
         """The stage's result, running what it requires first; each stage runs at most once per build."""
         if name not in self.results:
-            self.check((name,))
-            stage = STAGES[name]()
-            # A stage may need less for some profiles (nfsroot from an existing folder needs no rootfs).
-            inputs = {required: self.stage(required) for required in stage.requires_for(self.profile)}
-            self.results[name] = self._run_stage(stage, inputs)
+            self.run_stages((name,))
         return self.results[name]
 
-    def _run_stage(self, stage: Stage, inputs: Inputs) -> StageResult:
+    def run_stages(self, targets: tuple[str, ...]) -> None:
+        """Run the targets and what they need; stages that do not consume each other run at once."""
+        self.check(targets)
+        order = [name for name in stages_for(self.profile, targets) if name not in self.results]
+        tasks, keys = self.plan(order)
+        if self.jobs == 1 or all(self.cache.lookup(name, keys[name]) for name in order):
+            # Nothing to build, or one at a time asked for: no threads, no scheduler (the warm no-op stays fast).
+            done = parallel.run_serially(tasks, list(tasks))
+        else:
+            done = parallel.run_in_threads(tasks, list(tasks), self.jobs, self._stop)
+        for result in done.values():
+            self.results[result.name] = result
+
+    def plan(self, order: list[str]) -> tuple[dict[str, parallel.Task], dict[str, str]]:
+        """A task per stage, keyed by its cache key, computed here so the builder and archive are resolved
+        once, before any stage runs (a key depends only on the keys of what the stage consumes)."""
+        keys = {name: result.key for name, result in self.results.items()}
+        tasks: dict[str, parallel.Task] = {}
+        for name in order:
+            stage = STAGES[name]()
+            requires = stage.requires_for(self.profile)
+            keys[name] = stage.key(self, {required: self.results.get(required) or StageResult(
+                required, keys[required], Path(), False, {}) for required in requires})
+            pending = tuple(f"{required}-{keys[required]}" for required in requires if required not in self.results)
+            known = {required: self.results[required] for required in requires if required in self.results}
+            tasks[f"{name}-{keys[name]}"] = parallel.Task(
+                f"{name}-{keys[name]}", self._stage_task(stage, keys[name], known), pending)
+        return tasks, keys
+
+    def _stage_task(self, stage: Stage, key: str, known: dict[str, StageResult]) -> Any:
+        def run(*consumed: StageResult) -> StageResult:
+            return self._run_stage(stage, {**known, **{result.name: result for result in consumed}}, key)
+        return run
+
+    def _stop(self, cause: BaseException) -> None:
+        """Stop the stages still running (an interrupt, or another stage failed): remove this build's containers."""
+        self._stopping = (cause if isinstance(cause, interrupts.Interrupted)
+                          else interrupts.Interrupted(signal.SIGINT))
+        try:
+            interrupts.run_cleanups()
+        except Exception as exc:  # the engine may be what went away; the stages then fail on their own
+            self.reporter.warn(f"could not stop the other running stages: {exc}")
+
+    def _run_stage(self, stage: Stage, inputs: Inputs, key: str | None = None) -> StageResult:
         ctx: StageContext = self
-        key = stage.key(ctx, inputs)
+        key = key or stage.key(ctx, inputs)
         with self.reporter.stage(stage.name, f"key {key[:12]}") as progress:
-            entry = self.cache.lookup(stage.name, key)
-            if entry is None:
-                with self.cache.lock(stage.name, key) as waited:
-                    if waited:
-                        self.reporter.info(f"{stage.name}: waited for another build of the same key")
-                    entry = self.cache.lookup(stage.name, key)
-                    if entry is None:
-                        with self.cache.writer(stage.name, key, {}) as scratch:
-                            metadata = stage.build(ctx, inputs, scratch)
-                            metadata["sha256"] = {name: sha256_file(scratch / name)
-                                                  for name in stage.outputs_for(self.profile)}
-                            (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
-                        entry = self.cache.lookup(stage.name, key)
-                        assert entry is not None, "cache entry vanished right after it was written"
-                    else:
-                        progress.cached = True
-            else:
-                progress.cached = True
+            try:
+                entry = self._entry(stage, key, inputs, progress)
+            except BaseException as exc:
+                if self._stopping is not None and not isinstance(exc, KeyboardInterrupt):
+                    # Its container was removed because the build is stopping: not a failure of its own.
+                    raise interrupts.Interrupted(self._stopping.signum) from exc
+                raise
             return StageResult(stage.name, key, entry, progress.cached,
                                json.loads((entry / "stage.json").read_text()))
+
+    def _entry(self, stage: Stage, key: str, inputs: Inputs, progress: StageProgress) -> Path:
+        """The stage's cache entry, built now unless it is cached (or another build makes it meanwhile)."""
+        ctx: StageContext = self
+        entry = self.cache.lookup(stage.name, key)
+        if entry is None:
+            with self.cache.lock(stage.name, key) as waited:
+                if waited:
+                    self.reporter.info(f"{stage.name}: waited for another build of the same key")
+                entry = self.cache.lookup(stage.name, key)
+                if entry is None:
+                    with self.cache.writer(stage.name, key, {}) as scratch:
+                        metadata = stage.build(ctx, inputs, scratch)
+                        metadata["sha256"] = {name: sha256_file(scratch / name)
+                                              for name in stage.outputs_for(self.profile)}
+                        (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
+                    entry = self.cache.lookup(stage.name, key)
+                    assert entry is not None, "cache entry vanished right after it was written"
+                else:
+                    progress.cached = True
+        else:
+            progress.cached = True
+        return entry
 
     def produce(self, name: str) -> StageResult:
         """Build a stage (and what it needs), then publish everything built so far to out/<profile>/."""

@@ -34,16 +34,15 @@ def rootfs(profile_ref: str | None) -> int:
     return guarded(action)
 
 
-def build(profile_ref: str | None, stages: list[str]) -> int:
+def build(profile_ref: str | None, stages: list[str], jobs: int | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import DEFAULT_TARGETS, STAGES, Build
 
         unknown = [name for name in stages if name not in STAGES]
         if unknown:
             raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
-        build = Build(load_profile(profile_ref), reporter=reporter)
-        for name in stages or DEFAULT_TARGETS:
-            build.stage(name)
+        build = Build(load_profile(profile_ref), reporter=reporter, jobs=jobs)
+        build.run_stages(tuple(stages) or DEFAULT_TARGETS)  # one graph: independent targets build at once
         out = build.publish()
         reporter.info(f"artifacts in {out}:")
         reporter.info((out / "SHA256SUMS").read_text().rstrip())
@@ -93,11 +92,11 @@ def rebuild(manifest: str, key: str | None = None) -> int:
     return guarded(action)
 
 
-def build_iso(profile_ref: str | None) -> int:
+def build_iso(profile_ref: str | None, jobs: int | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import Build
 
-        build = Build(load_profile(profile_ref), reporter=reporter)
+        build = Build(load_profile(profile_ref), reporter=reporter, jobs=jobs)
         result = build.iso()
         iso = build.workspace.output_dir(build.profile.name) / "boot.iso"
         size = result.metadata["bytes"]
