@@ -16,7 +16,7 @@ from typing import Any
 
 from bootkiln import interrupts, parallel
 from bootkiln.atomicfile import write_atomic
-from bootkiln.attest import records
+from bootkiln.attest import cache_signing, records
 from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
 from bootkiln.console import Reporter, StageProgress
@@ -25,6 +25,7 @@ from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
 from bootkiln.core.manifest import merge, new_manifest
+from bootkiln.core.remote_cache import RemoteCache, RemoteEntryBad, RemoteFailed, remote_url
 from bootkiln.core.runner import Builder as BuilderContainer
 from bootkiln.core.runner import Runner
 from bootkiln.hashing import sha256_file
@@ -107,6 +108,19 @@ class Build:
                 self._checked.add(name)
 
     @cached_property
+    def remote(self) -> RemoteCache | None:
+        """The shared S3 tier of the stage cache (cache.remote / BOOTKILN_CACHE_REMOTE), checked reachable."""
+        url = remote_url(self.profile.cache.remote)
+        if url is None:
+            return None
+        remote = RemoteCache(url, sign=cache_signing.signer(self.signing_key),
+                             verify=cache_signing.verifier(self.signing_key),
+                             require_signed=self.profile.cache.require_signed)
+        remote.check()
+        self.reporter.info(f"remote stage cache: {url} ({remote.endpoint})")
+        return remote
+
+    @cached_property
     def engine(self) -> Engine:
         return connect(self.reporter.warn)
 
@@ -149,6 +163,7 @@ class Build:
     def run_stages(self, targets: tuple[str, ...]) -> None:
         """Run the targets and what they need; stages that do not consume each other run at once."""
         self.check(targets)
+        self.remote  # noqa: B018 - an unreachable bucket is named before any stage runs
         order = [name for name in stages_for(self.profile, targets) if name not in self.results]
         tasks, keys = self.plan(order)
         if self.jobs == 1 or all(self.cache.lookup(name, keys[name]) for name in order):
@@ -211,7 +226,7 @@ class Build:
             with self.cache.lock(stage.name, key) as waited:
                 if waited:
                     self.reporter.info(f"{stage.name}: waited for another build of the same key")
-                entry = self.cache.lookup(stage.name, key)
+                entry = self.cache.lookup(stage.name, key) or self._fetch(stage.name, key, progress)
                 if entry is None:
                     with self.cache.writer(stage.name, key, {}) as scratch:
                         metadata = stage.build(ctx, inputs, scratch)
@@ -220,11 +235,37 @@ class Build:
                         (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
                     entry = self.cache.lookup(stage.name, key)
                     assert entry is not None, "cache entry vanished right after it was written"
+                    self._upload(stage.name, key, entry)
                 else:
                     progress.cached = True
         else:
             progress.cached = True
         return entry
+
+    def _fetch(self, stage: str, key: str, progress: StageProgress) -> Path | None:
+        """The entry from the remote tier, if it has a good one; a bad one is reported and then rebuilt."""
+        if self.remote is None:
+            return None
+        try:
+            entry = self.remote.fetch(stage, key, self.cache)
+        except RemoteEntryBad as exc:
+            self.reporter.warn(f"{stage}: {exc}; building it here and replacing the remote entry")
+            return None
+        except RemoteFailed as exc:
+            self.reporter.warn(f"{stage}: the remote stage cache failed ({exc}); building it here")
+            return None
+        if entry is not None:
+            progress.cached = True
+            progress.note = "from the remote cache"
+        return entry
+
+    def _upload(self, stage: str, key: str, entry: Path) -> None:
+        if self.remote is None:
+            return
+        try:
+            self.remote.upload(stage, key, entry)
+        except RemoteFailed as exc:  # the local entry is good; other machines just build it themselves
+            self.reporter.warn(f"{stage}: could not share the result in the remote stage cache ({exc})")
 
     def produce(self, name: str) -> StageResult:
         """Build a stage (and what it needs), then publish everything built so far to out/<profile>/."""
