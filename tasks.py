@@ -13,7 +13,9 @@ from bootkiln.commands import publish as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
 JOBS_HELP = {"jobs": "how many independent stages may run at once (default: BOOTKILN_JOBS, or one per core; "
-                     "1 = one after another)"}
+                     "1 = one after another)",
+             "scheduler": "run the stages on the Dask cluster of this scheduler, e.g. tcp://HOST:8786 "
+                          "(default: BOOTKILN_SCHEDULER or cluster.scheduler; needs cache.remote)"}
 
 
 def _exit(code: int) -> None:
@@ -70,9 +72,9 @@ def test(c: Context, pytest_args: str = "") -> None:
 
 
 @task(help={**PROFILE_HELP, **JOBS_HELP})
-def build_iso(c: Context, profile: str | None = None, jobs: int | None = None) -> None:
+def build_iso(c: Context, profile: str | None = None, jobs: int = 0, scheduler: str | None = None) -> None:
     """Build the profile's hybrid BIOS/UEFI ISO (busybox, kernel, initramfs, boot files, pycdlib)."""
-    _exit(cli.build_iso(profile, jobs))
+    _exit(cli.build_iso(profile, jobs or None, scheduler))
 
 
 @task(help={**PROFILE_HELP, "mode": "boot only these modes (repeatable): bios-cd, bios-usb, uefi-cd, uefi-usb "
@@ -84,9 +86,10 @@ def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = N
 
 @task(help={**PROFILE_HELP, **JOBS_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
       iterable=["stage"])
-def build(c: Context, profile: str | None = None, stage: list[str] | None = None, jobs: int | None = None) -> None:
+def build(c: Context, profile: str | None = None, stage: list[str] | None = None, jobs: int = 0,
+          scheduler: str | None = None) -> None:
     """Build every artifact of the profile (rootfs, ISO, disk image), or the stages named with --stage."""
-    _exit(cli.build(profile, stage or [], jobs))
+    _exit(cli.build(profile, stage or [], jobs or None, scheduler))
 
 
 @task(help={**PROFILE_HELP, "keep": "keep both builds' folders here for inspection"})

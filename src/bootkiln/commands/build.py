@@ -6,6 +6,7 @@ Each function returns a process exit code. Errors are reported once, with their 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
@@ -13,6 +14,9 @@ from bootkiln.core.cache import StageCache
 from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.paths import Workspace
 from bootkiln.profile.loader import available_profiles, load_profile
+
+if TYPE_CHECKING:
+    from bootkiln.pipeline import Build
 
 
 class ReproducibilityError(BootkilnError):
@@ -34,7 +38,16 @@ def rootfs(profile_ref: str | None) -> int:
     return guarded(action)
 
 
-def build(profile_ref: str | None, stages: list[str], jobs: int | None = None) -> int:
+def _on_cluster(build: Build, targets: tuple[str, ...], scheduler: str | None) -> None:
+    """With a scheduler (--scheduler, BOOTKILN_SCHEDULER or cluster.scheduler), run the stages on its workers."""
+    from bootkiln.scale.cluster import build_on_cluster, scheduler_address
+
+    address = scheduler_address(scheduler, build.profile)
+    if address is not None:
+        build_on_cluster([build], targets, address, build.reporter)
+
+
+def build(profile_ref: str | None, stages: list[str], jobs: int | None = None, scheduler: str | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import DEFAULT_TARGETS, STAGES, Build
 
@@ -42,6 +55,7 @@ def build(profile_ref: str | None, stages: list[str], jobs: int | None = None) -
         if unknown:
             raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
         build = Build(load_profile(profile_ref), reporter=reporter, jobs=jobs)
+        _on_cluster(build, tuple(stages) or DEFAULT_TARGETS, scheduler)
         build.run_stages(tuple(stages) or DEFAULT_TARGETS)  # one graph: independent targets build at once
         out = build.publish()
         reporter.info(f"artifacts in {out}:")
@@ -92,11 +106,12 @@ def rebuild(manifest: str, key: str | None = None) -> int:
     return guarded(action)
 
 
-def build_iso(profile_ref: str | None, jobs: int | None = None) -> int:
+def build_iso(profile_ref: str | None, jobs: int | None = None, scheduler: str | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import Build
 
         build = Build(load_profile(profile_ref), reporter=reporter, jobs=jobs)
+        _on_cluster(build, ("iso",), scheduler)
         result = build.iso()
         iso = build.workspace.output_dir(build.profile.name) / "boot.iso"
         size = result.metadata["bytes"]
