@@ -172,3 +172,13 @@ def nfsroot(c: Context, profile: str | None = None, source: str | None = None) -
 def fake_imds(c: Context, userdata: str, port: int = 8169, tokens: str = "optional") -> None:
     """Serve a user-data file as EC2's metadata service (IMDSv2/v1) on loopback, for a QEMU guest at 169.254.169.254."""
     _exit(installer.fake_imds(userdata, port, tokens))
+
+
+@task(help={"profile": "a profile to build (repeatable; default: the built-in one)",
+            "target": "a stage to build for each profile (repeatable; default: iso)",
+            "arch": "also build each profile for this Debian architecture (repeatable)", **JOBS_HELP},
+      iterable=["profile", "target", "arch"])
+def build_matrix(c: Context, profile: list[str] | None = None, target: list[str] | None = None,
+                 arch: list[str] | None = None, jobs: int = 0, scheduler: str | None = None) -> None:
+    """Build several profiles (and architectures) at once; end with a table of artifacts, sha256s and timings."""
+    _exit(cli.build_matrix(profile or [], target or [], arch or [], jobs or None, scheduler))

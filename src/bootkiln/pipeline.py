@@ -170,7 +170,7 @@ class Build:
             # Nothing to build, or one at a time asked for: no threads, no scheduler (the warm no-op stays fast).
             done = parallel.run_serially(tasks, list(tasks))
         else:
-            done = parallel.run_in_threads(tasks, list(tasks), self.jobs, self._stop)
+            done = parallel.run_in_threads(tasks, list(tasks), self.jobs, self.stop)
         for result in done.values():
             self.results[result.name] = result
 
@@ -195,7 +195,7 @@ class Build:
             return self._run_stage(stage, {**known, **{result.name: result for result in consumed}}, key)
         return run
 
-    def _stop(self, cause: BaseException) -> None:
+    def stop(self, cause: BaseException) -> None:
         """Stop the stages still running (an interrupt, or another stage failed): remove this build's containers."""
         self._stopping = (cause if isinstance(cause, interrupts.Interrupted)
                           else interrupts.Interrupted(signal.SIGINT))

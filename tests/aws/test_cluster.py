@@ -7,6 +7,7 @@ Workers run without a nanny, so killing one kills the process that runs the stag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -163,3 +164,16 @@ def test_an_unreachable_scheduler_is_named_before_any_work(aws_env: MotoServer, 
     assert result.returncode == 3, result.output
     assert f"no Dask scheduler answered at {address}" in result.output
     assert "▶" not in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.docker
+def test_a_matrix_on_the_cluster_names_its_dashboard_and_runs_a_shared_stage_once(
+        cluster: Cluster, tmp_path: Path) -> None:
+    result = invoke(["build-matrix", "-p", "default", "-p", "rescue", "--target", "bootloader", "--scheduler",
+                     cluster.address], env=remote_env(tmp_path, "client"), timeout=600)
+    assert result.returncode == 0, f"{result.output}\n{cluster.log()}"
+    assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", result.output), result.output
+    assert len(re.findall(r": bootloader (built|from cache) in .* on tcp://127\.0\.0\.1", result.output)) == 1
+    assert "build matrix: 2 builds in" in result.output
+    for name in ("default", "rescue"):
+        assert (tmp_path / "client" / "out" / name / "efiboot.img").exists()

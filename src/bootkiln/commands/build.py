@@ -65,6 +65,30 @@ def build(profile_ref: str | None, stages: list[str], jobs: int | None = None, s
     return guarded(action)
 
 
+def build_matrix(profile_refs: list[str], targets: list[str], architectures: list[str], jobs: int | None,
+                 scheduler: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import STAGES
+        from bootkiln.scale.cluster import scheduler_address
+        from bootkiln.scale.matrix import build_matrix as run_matrix
+        from bootkiln.scale.matrix import with_architecture
+
+        unknown = [name for name in targets if name not in STAGES]
+        if unknown:
+            raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
+        profiles = [load_profile(ref) for ref in profile_refs] or [load_profile(None)]
+        if architectures:
+            profiles = [with_architecture(profile, arch) for profile in profiles for arch in architectures]
+        names = [profile.name for profile in profiles]
+        if len(set(names)) != len(names):
+            raise InputError(f"the matrix names one output folder twice: {', '.join(names)}",
+                             hint="give each --profile once")
+        address = scheduler_address(scheduler, profiles[0])
+        run_matrix(profiles, tuple(targets) or ("iso",), reporter, address, jobs)
+
+    return guarded(action)
+
+
 def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from pathlib import Path
