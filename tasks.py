@@ -182,3 +182,11 @@ def build_matrix(c: Context, profile: list[str] | None = None, target: list[str]
                  arch: list[str] | None = None, jobs: int = 0, scheduler: str | None = None) -> None:
     """Build several profiles (and architectures) at once; end with a table of artifacts, sha256s and timings."""
     _exit(cli.build_matrix(profile or [], target or [], arch or [], jobs or None, scheduler))
+
+
+@task(help={"scheduler": "the Dask scheduler to serve, e.g. tcp://HOST:8786 (default: BOOTKILN_SCHEDULER)",
+            "threads": "stages this worker runs at once (default: 2)",
+            "name": "the worker's name on the dashboard (default: Dask's)"})
+def worker(c: Context, scheduler: str | None = None, threads: int = 2, name: str | None = None) -> None:
+    """Run a Dask worker on this build host, advertising the architecture its Docker engine runs natively."""
+    _exit(cli.worker(scheduler, threads, name))

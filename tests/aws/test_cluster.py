@@ -177,3 +177,29 @@ def test_a_matrix_on_the_cluster_names_its_dashboard_and_runs_a_shared_stage_onc
     assert "build matrix: 2 builds in" in result.output
     for name in ("default", "rescue"):
         assert (tmp_path / "client" / "out" / name / "efiboot.img").exists()
+
+
+@pytest.mark.docker
+def test_invoke_worker_advertises_the_engines_architecture(cluster: Cluster, engine: Engine, tmp_path: Path) -> None:
+    expected = {"x86_64": "arch-amd64", "aarch64": "arch-arm64"}.get(engine.client.info()["Architecture"], "?")
+    log = tmp_path / "w3.log"
+    process = _start([sys.executable, "-m", "invoke", "worker", "--scheduler", cluster.address, "--name", "w3",
+                      "--threads", "3"], log, {"BOOTKILN_CACHE": str(tmp_path / "w3" / "cache")})
+    try:
+        client: Any = connect(cluster.address)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                found = [w for w in client.scheduler_info()["workers"].values() if w.get("name") == "w3"]
+                if found:
+                    assert found[0]["resources"] == {expected: 3}, found
+                    assert found[0]["nthreads"] == 3
+                    return
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.5)
+            raise AssertionError(f"invoke worker never joined the cluster:\n{log.read_text()}")
+        finally:
+            client.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

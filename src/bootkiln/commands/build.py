@@ -89,6 +89,25 @@ def build_matrix(profile_refs: list[str], targets: list[str], architectures: lis
     return guarded(action)
 
 
+def worker(scheduler: str | None, threads: int, name: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.engine import connect
+        from bootkiln.core.runner import Host, Runner
+        from bootkiln.scale.cluster import scheduler_address
+        from bootkiln.scale.worker import engine_architecture, worker_argv
+
+        address = scheduler_address(scheduler, None)
+        if address is None:
+            raise InputError("no scheduler to serve", hint="pass --scheduler tcp://HOST:8786 or set BOOTKILN_SCHEDULER")
+        engine = connect(reporter.warn)
+        argv = worker_argv(address, engine_architecture(engine), threads, name)
+        reporter.info(f"starting a Dask worker for {address}: {' '.join(argv[3:])}")
+        Runner(reporter, engine).run(argv, stage="worker", where=Host(),
+                                     hint="the Dask worker stopped; its log is above")
+
+    return guarded(action)
+
+
 def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
     def action(reporter: Reporter) -> None:
         from pathlib import Path
