@@ -65,8 +65,11 @@ def build_matrix(profiles: Sequence[Profile], targets: tuple[str, ...], reporter
     builds = [Build(profile, reporter=Reporter(console=reporter.console, prefix=profile.name), jobs=jobs)
               for profile in profiles]
     started = time.monotonic()
+    on_workers: dict[str, tuple[float, bool]] | None = None
     if scheduler is not None:
-        build_on_cluster(builds, targets, scheduler, reporter)
+        done = build_on_cluster(builds, targets, scheduler, reporter)
+        # The workers' figures: locally every stage then only came from the bucket.
+        on_workers = {f"{stage.name}-{stage.key}": (stage.seconds, stage.cached) for stage in done}
     else:
         reporter.info("no Dask scheduler given: building on this machine's threads (no dashboard; pass "
                       "--scheduler tcp://HOST:8786 for a cluster and its dashboard)")
@@ -78,19 +81,29 @@ def build_matrix(profiles: Sequence[Profile], targets: tuple[str, ...], reporter
             for artifact, digest in sorted(result.metadata["sha256"].items()):
                 if result.name in targets:
                     rows.append(Row(build.profile.name, artifact, digest, (out / artifact).stat().st_size))
-    summarize(builds, rows, time.monotonic() - started, reporter)
+    summarize(builds, rows, time.monotonic() - started, reporter, on_workers)
     return rows
 
 
-def summarize(builds: Sequence[Build], rows: Sequence[Row], wall: float, reporter: Reporter) -> None:
-    """A plain-text table (CI logs are not terminals): one line per artifact of each build."""
+def summarize(builds: Sequence[Build], rows: Sequence[Row], wall: float, reporter: Reporter,
+              on_workers: dict[str, tuple[float, bool]] | None = None) -> None:
+    """A plain-text table (CI logs are not terminals): one line per artifact of each build.
+
+    Stage time is the sum of the build's stage times (a stage two builds share counts for both) and
+    cache hits the stages taken from a cache; on a cluster, as the workers reported them.
+    """
     width = max((len(row.build) for row in rows), default=5)
     name_width = max((len(row.artifact) for row in rows), default=8)
     lines = [f"build matrix: {len(builds)} builds in {wall:.1f}s",
              f"  {'build':<{width}}  {'artifact':<{name_width}}  {'bytes':>13}  {'sha256':<64}  stage time  cache hits"]
     for build in builds:
-        busy = sum(timing.seconds for timing in build.reporter.timings)
-        hits = sum(1 for result in build.results.values() if result.cached)
+        if on_workers is None:
+            busy = sum(timing.seconds for timing in build.reporter.timings)
+            hits = sum(1 for result in build.results.values() if result.cached)
+        else:
+            reports = [on_workers[f"{r.name}-{r.key}"] for r in build.results.values() if f"{r.name}-{r.key}" in
+                       on_workers]
+            busy, hits = sum(seconds for seconds, _ in reports), sum(1 for _, cached in reports if cached)
         for row in (row for row in rows if row.build == build.profile.name):
             lines.append(f"  {row.build:<{width}}  {row.artifact:<{name_width}}  {row.size:>13,}  {row.sha256}  "
                          f"{busy:>9.1f}s  {hits}/{len(build.results)}")
