@@ -100,13 +100,14 @@ def cluster(aws_env: MotoServer, engine: Engine, tmp_path: Path) -> Iterator[Clu
             time.sleep(0.5)
         yield Cluster(address, workers, caches, logs)
     finally:
+        # Workers first, while the scheduler still answers their goodbye (else Dask's close waits for it).
         for process in reversed(processes):
             process.terminate()
-        for process in processes:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 def remote_env(tmp_path: Path, name: str) -> dict[str, str]:
