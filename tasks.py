@@ -176,12 +176,14 @@ def fake_imds(c: Context, userdata: str, port: int = 8169, tokens: str = "option
 
 @task(help={"profile": "a profile to build (repeatable; default: the built-in one)",
             "target": "a stage to build for each profile (repeatable; default: iso)",
-            "arch": "also build each profile for this Debian architecture (repeatable)", **JOBS_HELP},
+            "arch": "also build each profile for this Debian architecture (repeatable)",
+            "workers": "start a Dask cluster of this many worker processes on this machine for the run "
+                       "(with a dashboard)", **JOBS_HELP},
       iterable=["profile", "target", "arch"])
 def build_matrix(c: Context, profile: list[str] | None = None, target: list[str] | None = None,
-                 arch: list[str] | None = None, jobs: int = 0, scheduler: str | None = None) -> None:
+                 arch: list[str] | None = None, jobs: int = 0, scheduler: str | None = None, workers: int = 0) -> None:
     """Build several profiles (and architectures) at once; end with a table of artifacts, sha256s and timings."""
-    _exit(cli.build_matrix(profile or [], target or [], arch or [], jobs or None, scheduler))
+    _exit(cli.build_matrix(profile or [], target or [], arch or [], jobs or None, scheduler, workers))
 
 
 @task(help={"scheduler": "the Dask scheduler to serve, e.g. tcp://HOST:8786 (default: BOOTKILN_SCHEDULER)",

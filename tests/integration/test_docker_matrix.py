@@ -18,3 +18,13 @@ def test_a_matrix_builds_a_stage_two_profiles_share_once_and_ends_with_a_table(i
     rows = re.findall(r"^  (default|rescue) +(efiboot\.img) +[\d,]+  ([0-9a-f]{64}) ", output, re.MULTILINE)
     assert {row[0] for row in rows} == {"default", "rescue"}, output
     assert rows[0][2] == rows[1][2]
+
+
+def test_a_matrix_on_local_worker_processes_names_its_dashboard(isolated: dict[str, str]) -> None:
+    result = invoke(["build-matrix", "-p", "default", "-p", "rescue", "--target", "bootloader", "--workers", "2"],
+                    env=isolated, timeout=600)
+    assert result.returncode == 0, result.output
+    assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", result.output), result.output
+    # One task for the stage both profiles share, run by one of the two worker processes.
+    assert len(re.findall(r": bootloader (built|from cache) in .* on tcp://127\.0\.0\.1", result.output)) == 1
+    assert "build matrix: 2 builds in" in result.output

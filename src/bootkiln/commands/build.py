@@ -66,7 +66,7 @@ def build(profile_ref: str | None, stages: list[str], jobs: int | None = None, s
 
 
 def build_matrix(profile_refs: list[str], targets: list[str], architectures: list[str], jobs: int | None,
-                 scheduler: str | None) -> int:
+                 scheduler: str | None, workers: int = 0) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import STAGES
         from bootkiln.scale.cluster import scheduler_address
@@ -84,7 +84,10 @@ def build_matrix(profile_refs: list[str], targets: list[str], architectures: lis
             raise InputError(f"the matrix names one output folder twice: {', '.join(names)}",
                              hint="give each --profile once")
         address = scheduler_address(scheduler, profiles[0])
-        run_matrix(profiles, tuple(targets) or ("iso",), reporter, address, jobs)
+        if workers and address:
+            raise InputError("--workers starts a cluster on this machine; --scheduler names one elsewhere",
+                             hint="give one of the two")
+        run_matrix(profiles, tuple(targets) or ("iso",), reporter, address, jobs, workers)
 
     return guarded(action)
 

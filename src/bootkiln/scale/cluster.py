@@ -142,12 +142,11 @@ def submit(client: Any, builds: list[Build], targets: tuple[str, ...]) -> list[A
     routes = routing(client, {build.profile.debian.architecture for build in builds})
     futures: dict[str, Any] = {}
     for build in builds:
-        assert build.remote is not None, "build_on_cluster checks the remote cache first"
         order = stages_for(build.profile, targets)
         _, keys = build.plan(order)
         # Workers use this machine's choice of bucket, whatever their environment says.
         profile = build.profile.model_copy(update={"cache": build.profile.cache.model_copy(
-            update={"remote": build.remote.url})})
+            update={"remote": build.remote.url if build.remote else None})})
         for name in order:
             task = f"{name}-{keys[name]}"
             if task in futures:
@@ -159,8 +158,8 @@ def submit(client: Any, builds: list[Build], targets: tuple[str, ...]) -> list[A
     return list(futures.values())
 
 
-def build_on_cluster(builds: list[Build], targets: tuple[str, ...], address: str, reporter: Reporter) -> list[
-        StageDone]:
+def build_on_cluster(builds: list[Build], targets: tuple[str, ...], address: str, reporter: Reporter, *,
+                     shared_cache: bool = False) -> list[StageDone]:
     """Run the builds' stages on the cluster, then bring their results into the local cache (from S3).
 
     Each build then publishes to out/ as a local build does; the stages' reports come back in the
@@ -169,8 +168,9 @@ def build_on_cluster(builds: list[Build], targets: tuple[str, ...], address: str
     from distributed import as_completed
 
     for build in builds:
-        # The bucket is checked before the scheduler is contacted.
-        if build.remote is None:
+        # The bucket is checked before the scheduler is contacted. Workers on this machine (invoke
+        # build-matrix --workers) share its local cache instead.
+        if build.remote is None and not shared_cache:
             raise InputError(f"{build.profile.where}: building on a Dask cluster needs a remote stage cache, "
                              "which carries results between workers",
                              hint="set [cache] remote = \"s3://bucket/prefix\" or BOOTKILN_CACHE_REMOTE")
@@ -193,3 +193,15 @@ def build_on_cluster(builds: list[Build], targets: tuple[str, ...], address: str
     for build in builds:
         build.run_stages(targets)  # every stage is in the bucket now: this only downloads
     return done
+
+
+def start_local_cluster(workers: int, architecture: str) -> Any:
+    """A Dask cluster of `workers` processes on this machine (one stage each at a time), sharing its stage
+    cache (StageCache is safe for builds running at once), with a dashboard on loopback."""
+    import logging
+
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",  # type: ignore[no-untyped-call]
+                        dashboard_address="127.0.0.1:0", resources=worker_resources(architecture),
+                        silence_logs=logging.WARNING)

@@ -15,7 +15,8 @@ from bootkiln import parallel
 from bootkiln.console import Reporter
 from bootkiln.pipeline import Build, stages_for
 from bootkiln.profile.schema import Profile
-from bootkiln.scale.cluster import build_on_cluster
+from bootkiln.scale.cluster import build_on_cluster, start_local_cluster
+from bootkiln.scale.worker import engine_architecture
 from bootkiln.stages.base import StageResult
 
 
@@ -60,19 +61,26 @@ def run_together(builds: Sequence[Build], targets: tuple[str, ...], jobs: int) -
 
 
 def build_matrix(profiles: Sequence[Profile], targets: tuple[str, ...], reporter: Reporter,
-                 scheduler: str | None, jobs: int | None) -> list[Row]:
-    """Build every profile's targets at once and publish each; the artifacts' table rows."""
+                 scheduler: str | None, jobs: int | None, workers: int = 0) -> list[Row]:
+    """Build every profile's targets at once and publish each; the artifacts' table rows.
+
+    With `workers`, a Dask cluster of that many processes is started on this machine for the run.
+    """
     builds = [Build(profile, reporter=Reporter(console=reporter.console, prefix=profile.name), jobs=jobs)
               for profile in profiles]
     started = time.monotonic()
     on_workers: dict[str, tuple[float, bool]] | None = None
-    if scheduler is not None:
+    if workers:
+        with start_local_cluster(workers, engine_architecture(builds[0].engine)) as cluster:
+            done = build_on_cluster(builds, targets, cluster.scheduler_address, reporter, shared_cache=True)
+        on_workers = {f"{stage.name}-{stage.key}": (stage.seconds, stage.cached) for stage in done}
+    elif scheduler is not None:
         done = build_on_cluster(builds, targets, scheduler, reporter)
         # The workers' figures: locally every stage then only came from the bucket.
         on_workers = {f"{stage.name}-{stage.key}": (stage.seconds, stage.cached) for stage in done}
     else:
         reporter.info("no Dask scheduler given: building on this machine's threads (no dashboard; pass "
-                      "--scheduler tcp://HOST:8786 for a cluster and its dashboard)")
+                      "--workers N for worker processes here, or --scheduler tcp://HOST:8786 for a cluster)")
         run_together(builds, targets, builds[0].jobs)
     rows: list[Row] = []
     for build in builds:
