@@ -180,6 +180,18 @@ def test_a_failing_bucket_mid_build_is_a_remote_failure_not_a_crash(aws_env: Mot
         RemoteCache("s3://bucket-that-is-not-there").upload("kernel", KEY, entry)
 
 
+def test_an_entry_with_a_symbolic_link_is_not_shared_half(bucket: str, tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "a")
+    with cache.writer("kernel", KEY, {}) as scratch:
+        (scratch / "vmlinuz").write_bytes(b"kernel")
+        (scratch / "link").symlink_to("vmlinuz")
+    entry = cache.lookup("kernel", KEY)
+    assert entry is not None
+    with pytest.raises(RemoteFailed, match=r"symbolic links \(link\)"):
+        RemoteCache(bucket).upload("kernel", KEY, entry)
+    assert objects() == []
+
+
 def test_the_environment_overrides_the_profile_and_bad_urls_are_input_errors() -> None:
     assert remote_url("s3://a-bucket/p", {"BOOTKILN_CACHE_REMOTE": "s3://other-bucket"}) == "s3://other-bucket"
     assert remote_url("s3://a-bucket/p", {}) == "s3://a-bucket/p"

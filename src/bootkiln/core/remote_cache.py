@@ -200,6 +200,10 @@ class RemoteCache:
             self._upload(stage, key, entry)
 
     def _upload(self, stage: str, key: str, entry: Path) -> None:
+        links = [path.relative_to(entry).as_posix() for path in entry.rglob("*") if path.is_symlink()]
+        if links:  # an entry must arrive whole or not at all; blobs carry file contents only
+            raise RemoteFailed(f"the {stage} entry holds symbolic links ({', '.join(links)}), which the remote "
+                               "cache does not carry; it is kept on this machine only")
         files: dict[str, dict[str, Any]] = {}
         for path in _entry_files(entry):
             digest = _sha256(path)
