@@ -12,6 +12,10 @@ from bootkiln.commands import installer, supply
 from bootkiln.commands import publish as aws
 
 PROFILE_HELP = {"profile": "profile name from profiles/ or a path to a .toml file (default: built-in)"}
+JOBS_HELP = {"jobs": "how many independent stages may run at once (default: BOOTKILN_JOBS, or one per core; "
+                     "1 = one after another)",
+             "scheduler": "run the stages on the Dask cluster of this scheduler, e.g. tcp://HOST:8786 "
+                          "(default: BOOTKILN_SCHEDULER or cluster.scheduler; needs cache.remote)"}
 
 
 def _exit(code: int) -> None:
@@ -67,10 +71,10 @@ def test(c: Context, pytest_args: str = "") -> None:
     _exit(devtasks.run_tests(pytest_args.split()))
 
 
-@task(help=PROFILE_HELP)
-def build_iso(c: Context, profile: str | None = None) -> None:
+@task(help={**PROFILE_HELP, **JOBS_HELP})
+def build_iso(c: Context, profile: str | None = None, jobs: int = 0, scheduler: str | None = None) -> None:
     """Build the profile's hybrid BIOS/UEFI ISO (busybox, kernel, initramfs, boot files, pycdlib)."""
-    _exit(cli.build_iso(profile))
+    _exit(cli.build_iso(profile, jobs or None, scheduler))
 
 
 @task(help={**PROFILE_HELP, "mode": "boot only these modes (repeatable): bios-cd, bios-usb, uefi-cd, uefi-usb "
@@ -80,11 +84,12 @@ def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = N
     _exit(cli.boot_test(profile, mode or []))
 
 
-@task(help={**PROFILE_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
+@task(help={**PROFILE_HELP, **JOBS_HELP, "stage": "build only this stage (repeatable; default: every artifact)"},
       iterable=["stage"])
-def build(c: Context, profile: str | None = None, stage: list[str] | None = None) -> None:
+def build(c: Context, profile: str | None = None, stage: list[str] | None = None, jobs: int = 0,
+          scheduler: str | None = None) -> None:
     """Build every artifact of the profile (rootfs, ISO, disk image), or the stages named with --stage."""
-    _exit(cli.build(profile, stage or []))
+    _exit(cli.build(profile, stage or [], jobs or None, scheduler))
 
 
 @task(help={**PROFILE_HELP, "keep": "keep both builds' folders here for inspection"})
@@ -167,3 +172,23 @@ def nfsroot(c: Context, profile: str | None = None, source: str | None = None) -
 def fake_imds(c: Context, userdata: str, port: int = 8169, tokens: str = "optional") -> None:
     """Serve a user-data file as EC2's metadata service (IMDSv2/v1) on loopback, for a QEMU guest at 169.254.169.254."""
     _exit(installer.fake_imds(userdata, port, tokens))
+
+
+@task(help={"profile": "a profile to build (repeatable; default: the built-in one)",
+            "target": "a stage to build for each profile (repeatable; default: iso)",
+            "arch": "also build each profile for this Debian architecture (repeatable)",
+            "workers": "start a Dask cluster of this many worker processes on this machine for the run "
+                       "(with a dashboard)", **JOBS_HELP},
+      iterable=["profile", "target", "arch"])
+def build_matrix(c: Context, profile: list[str] | None = None, target: list[str] | None = None,
+                 arch: list[str] | None = None, jobs: int = 0, scheduler: str | None = None, workers: int = 0) -> None:
+    """Build several profiles (and architectures) at once; end with a table of artifacts, sha256s and timings."""
+    _exit(cli.build_matrix(profile or [], target or [], arch or [], jobs or None, scheduler, workers))
+
+
+@task(help={"scheduler": "the Dask scheduler to serve, e.g. tcp://HOST:8786 (default: BOOTKILN_SCHEDULER)",
+            "threads": "stages this worker runs at once (default: 2)",
+            "name": "the worker's name on the dashboard (default: Dask's)"})
+def worker(c: Context, scheduler: str | None = None, threads: int = 2, name: str | None = None) -> None:
+    """Run a Dask worker on this build host, advertising the architecture its Docker engine runs natively."""
+    _exit(cli.worker(scheduler, threads, name))

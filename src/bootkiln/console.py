@@ -40,6 +40,8 @@ class Reporter:
     quiet_output: bool = False
     timings: list[StageTiming] = field(default_factory=list)
     interrupted_stage: StageTiming | None = None
+    # Names whose stages these are, when several builds print at once (invoke build-matrix).
+    prefix: str = ""
 
     def info(self, message: str) -> None:
         self.console.print(escape(message))
@@ -49,11 +51,15 @@ class Reporter:
 
     def line(self, stage: str, text: str) -> None:
         if not self.quiet_output:
-            self.console.print(f"[dim]{escape(stage):>10} |[/] {escape(text)}")
+            self.console.print(f"[dim]{escape(self._named(stage)):>10} |[/] {escape(text)}")
+
+    def _named(self, stage: str) -> str:
+        return f"{self.prefix}/{stage}" if self.prefix else stage
 
     @contextmanager
-    def stage(self, name: str, detail: str = "") -> Iterator[StageProgress]:
-        progress = StageProgress(name)
+    def stage(self, stage: str, detail: str = "") -> Iterator[StageProgress]:
+        progress = StageProgress(stage)
+        name = self._named(stage)
         start = time.monotonic()
         suffix = f" [dim]{escape(detail)}[/]" if detail else ""
         self.console.print(f"[bold blue]▶[/] [bold]{escape(name)}[/]{suffix}")
@@ -69,7 +75,7 @@ class Reporter:
             self.console.print(f"[bold red]✘[/] [bold]{escape(name)}[/] failed after {elapsed:.1f}s")
             raise
         elapsed = time.monotonic() - start
-        self.timings.append(StageTiming(name, elapsed, progress.cached))
+        self.timings.append(StageTiming(stage, elapsed, progress.cached))
         how = "from cache" if progress.cached else progress.verb
         note = f" [dim]{escape(progress.note)}[/]" if progress.note else ""
         self.console.print(f"[bold green]✔[/] [bold]{escape(name)}[/] {how} in {elapsed:.1f}s{note}")

@@ -9,20 +9,23 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bootkiln import interrupts, parallel
 from bootkiln.atomicfile import write_atomic
-from bootkiln.attest import records
+from bootkiln.attest import cache_signing, records
 from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
-from bootkiln.console import Reporter
+from bootkiln.console import Reporter, StageProgress
 from bootkiln.core.archive import ArchiveState, resolve_archive
 from bootkiln.core.builder import BuilderFactory, BuilderImage
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
 from bootkiln.core.manifest import merge, new_manifest
+from bootkiln.core.remote_cache import RemoteCache, RemoteEntryBad, RemoteFailed, remote_url
 from bootkiln.core.runner import Builder as BuilderContainer
 from bootkiln.core.runner import Runner
 from bootkiln.hashing import sha256_file
@@ -83,13 +86,16 @@ def preflight(profile: Profile, targets: tuple[str, ...] = DEFAULT_TARGETS) -> N
 
 class Build:
     def __init__(self, profile: Profile, *, workspace: Workspace | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, jobs: int | None = None) -> None:
         self.profile = profile
         self.workspace = workspace or Workspace.default()
         self.reporter = reporter or Reporter()
         self.cache = StageCache(self.workspace.cache)
         self.results: dict[str, StageResult] = {}
         self._checked: set[str] = set()
+        self.jobs = parallel.jobs_from(override=jobs)
+        # Set when a parallel run stops early: stages still running then report an interrupt, not a failure.
+        self._stopping: interrupts.Interrupted | None = None
         self.check(DEFAULT_TARGETS)
         # A bad signing key is reported now, not after the build it was to sign.
         self.signing_key = records.signing_key(profile)
@@ -100,6 +106,19 @@ class Build:
             if name not in self._checked:
                 STAGES[name]().check(self.profile)
                 self._checked.add(name)
+
+    @cached_property
+    def remote(self) -> RemoteCache | None:
+        """The shared S3 tier of the stage cache (cache.remote / BOOTKILN_CACHE_REMOTE), checked reachable."""
+        url = remote_url(self.profile.cache.remote)
+        if url is None:
+            return None
+        remote = RemoteCache(url, sign=cache_signing.signer(self.signing_key),
+                             verify=cache_signing.verifier(self.signing_key),
+                             require_signed=self.profile.cache.require_signed)
+        remote.check()
+        self.reporter.info(f"remote stage cache: {url} ({remote.endpoint})")
+        return remote
 
     @cached_property
     def engine(self) -> Engine:
@@ -138,37 +157,115 @@ class Build:
     def stage(self, name: str) -> StageResult:
         """The stage's result, running what it requires first; each stage runs at most once per build."""
         if name not in self.results:
-            self.check((name,))
-            stage = STAGES[name]()
-            # A stage may need less for some profiles (nfsroot from an existing folder needs no rootfs).
-            inputs = {required: self.stage(required) for required in stage.requires_for(self.profile)}
-            self.results[name] = self._run_stage(stage, inputs)
+            self.run_stages((name,))
         return self.results[name]
 
-    def _run_stage(self, stage: Stage, inputs: Inputs) -> StageResult:
+    def run_stages(self, targets: tuple[str, ...]) -> None:
+        """Run the targets and what they need; stages that do not consume each other run at once."""
+        self.check(targets)
+        self.remote  # noqa: B018 - an unreachable bucket is named before any stage runs
+        order = [name for name in stages_for(self.profile, targets) if name not in self.results]
+        tasks, keys = self.plan(order)
+        if self.jobs == 1 or all(self.cache.lookup(name, keys[name]) for name in order):
+            # Nothing to build, or one at a time asked for: no threads, no scheduler (the warm no-op stays fast).
+            done = parallel.run_serially(tasks, list(tasks))
+        else:
+            done = parallel.run_in_threads(tasks, list(tasks), self.jobs, self.stop)
+        for result in done.values():
+            self.results[result.name] = result
+
+    def plan(self, order: list[str]) -> tuple[dict[str, parallel.Task], dict[str, str]]:
+        """A task per stage, keyed by its cache key, computed here so the builder and archive are resolved
+        once, before any stage runs (a key depends only on the keys of what the stage consumes)."""
+        keys = {name: result.key for name, result in self.results.items()}
+        tasks: dict[str, parallel.Task] = {}
+        for name in order:
+            stage = STAGES[name]()
+            requires = stage.requires_for(self.profile)
+            keys[name] = stage.key(self, {required: self.results.get(required) or StageResult(
+                required, keys[required], Path(), False, {}) for required in requires})
+            pending = tuple(f"{required}-{keys[required]}" for required in requires if required not in self.results)
+            known = {required: self.results[required] for required in requires if required in self.results}
+            tasks[f"{name}-{keys[name]}"] = parallel.Task(
+                f"{name}-{keys[name]}", self._stage_task(stage, keys[name], known), pending)
+        return tasks, keys
+
+    def _stage_task(self, stage: Stage, key: str, known: dict[str, StageResult]) -> Any:
+        def run(*consumed: StageResult) -> StageResult:
+            return self._run_stage(stage, {**known, **{result.name: result for result in consumed}}, key)
+        return run
+
+    def stop(self, cause: BaseException) -> None:
+        """Stop the stages still running (an interrupt, or another stage failed): remove this build's containers."""
+        self._stopping = (cause if isinstance(cause, interrupts.Interrupted)
+                          else interrupts.Interrupted(signal.SIGINT))
+        try:
+            interrupts.run_cleanups()
+        except Exception as exc:  # the engine may be what went away; the stages then fail on their own
+            self.reporter.warn(f"could not stop the other running stages: {exc}")
+
+    def _run_stage(self, stage: Stage, inputs: Inputs, key: str | None = None) -> StageResult:
         ctx: StageContext = self
-        key = stage.key(ctx, inputs)
+        key = key or stage.key(ctx, inputs)
         with self.reporter.stage(stage.name, f"key {key[:12]}") as progress:
-            entry = self.cache.lookup(stage.name, key)
-            if entry is None:
-                with self.cache.lock(stage.name, key) as waited:
-                    if waited:
-                        self.reporter.info(f"{stage.name}: waited for another build of the same key")
-                    entry = self.cache.lookup(stage.name, key)
-                    if entry is None:
-                        with self.cache.writer(stage.name, key, {}) as scratch:
-                            metadata = stage.build(ctx, inputs, scratch)
-                            metadata["sha256"] = {name: sha256_file(scratch / name)
-                                                  for name in stage.outputs_for(self.profile)}
-                            (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
-                        entry = self.cache.lookup(stage.name, key)
-                        assert entry is not None, "cache entry vanished right after it was written"
-                    else:
-                        progress.cached = True
-            else:
-                progress.cached = True
+            try:
+                entry = self._entry(stage, key, inputs, progress)
+            except BaseException as exc:
+                if self._stopping is not None and not isinstance(exc, KeyboardInterrupt):
+                    # Its container was removed because the build is stopping: not a failure of its own.
+                    raise interrupts.Interrupted(self._stopping.signum) from exc
+                raise
             return StageResult(stage.name, key, entry, progress.cached,
                                json.loads((entry / "stage.json").read_text()))
+
+    def _entry(self, stage: Stage, key: str, inputs: Inputs, progress: StageProgress) -> Path:
+        """The stage's cache entry, built now unless it is cached (or another build makes it meanwhile)."""
+        ctx: StageContext = self
+        entry = self.cache.lookup(stage.name, key)
+        if entry is None:
+            with self.cache.lock(stage.name, key) as waited:
+                if waited:
+                    self.reporter.info(f"{stage.name}: waited for another build of the same key")
+                entry = self.cache.lookup(stage.name, key) or self._fetch(stage.name, key, progress)
+                if entry is None:
+                    with self.cache.writer(stage.name, key, {}) as scratch:
+                        metadata = stage.build(ctx, inputs, scratch)
+                        metadata["sha256"] = {name: sha256_file(scratch / name)
+                                              for name in stage.outputs_for(self.profile)}
+                        (scratch / "stage.json").write_text(json.dumps(metadata, sort_keys=True))
+                    entry = self.cache.lookup(stage.name, key)
+                    assert entry is not None, "cache entry vanished right after it was written"
+                    self._upload(stage.name, key, entry)
+                else:
+                    progress.cached = True
+        else:
+            progress.cached = True
+        return entry
+
+    def _fetch(self, stage: str, key: str, progress: StageProgress) -> Path | None:
+        """The entry from the remote tier, if it has a good one; a bad one is reported and then rebuilt."""
+        if self.remote is None:
+            return None
+        try:
+            entry = self.remote.fetch(stage, key, self.cache)
+        except RemoteEntryBad as exc:
+            self.reporter.warn(f"{stage}: {exc}; building it here and replacing the remote entry")
+            return None
+        except RemoteFailed as exc:
+            self.reporter.warn(f"{stage}: the remote stage cache failed ({exc}); building it here")
+            return None
+        if entry is not None:
+            progress.cached = True
+            progress.note = "from the remote cache"
+        return entry
+
+    def _upload(self, stage: str, key: str, entry: Path) -> None:
+        if self.remote is None:
+            return
+        try:
+            self.remote.upload(stage, key, entry)
+        except RemoteFailed as exc:  # the local entry is good; other machines just build it themselves
+            self.reporter.warn(f"{stage}: could not share the result in the remote stage cache ({exc})")
 
     def produce(self, name: str) -> StageResult:
         """Build a stage (and what it needs), then publish everything built so far to out/<profile>/."""

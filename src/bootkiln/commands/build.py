@@ -6,6 +6,7 @@ Each function returns a process exit code. Errors are reported once, with their 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from bootkiln.commands.guard import guarded
 from bootkiln.console import Reporter
@@ -13,6 +14,9 @@ from bootkiln.core.cache import StageCache
 from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.paths import Workspace
 from bootkiln.profile.loader import available_profiles, load_profile
+
+if TYPE_CHECKING:
+    from bootkiln.pipeline import Build
 
 
 class ReproducibilityError(BootkilnError):
@@ -34,20 +38,75 @@ def rootfs(profile_ref: str | None) -> int:
     return guarded(action)
 
 
-def build(profile_ref: str | None, stages: list[str]) -> int:
+def _on_cluster(build: Build, targets: tuple[str, ...], scheduler: str | None) -> None:
+    """With a scheduler (--scheduler, BOOTKILN_SCHEDULER or cluster.scheduler), run the stages on its workers."""
+    from bootkiln.scale.cluster import build_on_cluster, scheduler_address
+
+    address = scheduler_address(scheduler, build.profile)
+    if address is not None:
+        build_on_cluster([build], targets, address, build.reporter)
+
+
+def build(profile_ref: str | None, stages: list[str], jobs: int | None = None, scheduler: str | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import DEFAULT_TARGETS, STAGES, Build
 
         unknown = [name for name in stages if name not in STAGES]
         if unknown:
             raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
-        build = Build(load_profile(profile_ref), reporter=reporter)
-        for name in stages or DEFAULT_TARGETS:
-            build.stage(name)
+        build = Build(load_profile(profile_ref), reporter=reporter, jobs=jobs)
+        _on_cluster(build, tuple(stages) or DEFAULT_TARGETS, scheduler)
+        build.run_stages(tuple(stages) or DEFAULT_TARGETS)  # one graph: independent targets build at once
         out = build.publish()
         reporter.info(f"artifacts in {out}:")
         reporter.info((out / "SHA256SUMS").read_text().rstrip())
         reporter.summary()
+
+    return guarded(action)
+
+
+def build_matrix(profile_refs: list[str], targets: list[str], architectures: list[str], jobs: int | None,
+                 scheduler: str | None, workers: int = 0) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.pipeline import STAGES
+        from bootkiln.scale.cluster import scheduler_address
+        from bootkiln.scale.matrix import build_matrix as run_matrix
+        from bootkiln.scale.matrix import with_architecture
+
+        unknown = [name for name in targets if name not in STAGES]
+        if unknown:
+            raise InputError(f"unknown stage(s): {', '.join(unknown)}", hint=f"stages: {', '.join(STAGES)}")
+        profiles = [load_profile(ref) for ref in profile_refs] or [load_profile(None)]
+        if architectures:
+            profiles = [with_architecture(profile, arch) for profile in profiles for arch in architectures]
+        names = [profile.name for profile in profiles]
+        if len(set(names)) != len(names):
+            raise InputError(f"the matrix names one output folder twice: {', '.join(names)}",
+                             hint="give each --profile once")
+        address = scheduler_address(scheduler, profiles[0])
+        if workers and address:
+            raise InputError("--workers starts a cluster on this machine; --scheduler names one elsewhere",
+                             hint="give one of the two")
+        run_matrix(profiles, tuple(targets) or ("iso",), reporter, address, jobs, workers)
+
+    return guarded(action)
+
+
+def worker(scheduler: str | None, threads: int, name: str | None) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.core.engine import connect
+        from bootkiln.core.runner import Host, Runner
+        from bootkiln.scale.cluster import scheduler_address
+        from bootkiln.scale.worker import engine_architecture, worker_argv
+
+        address = scheduler_address(scheduler, None)
+        if address is None:
+            raise InputError("no scheduler to serve", hint="pass --scheduler tcp://HOST:8786 or set BOOTKILN_SCHEDULER")
+        engine = connect(reporter.warn)
+        argv = worker_argv(address, engine_architecture(engine), threads, name)
+        reporter.info(f"starting a Dask worker for {address}: {' '.join(argv[3:])}")
+        Runner(reporter, engine).run(argv, stage="worker", where=Host(),
+                                     hint="the Dask worker stopped; its log is above")
 
     return guarded(action)
 
@@ -93,11 +152,12 @@ def rebuild(manifest: str, key: str | None = None) -> int:
     return guarded(action)
 
 
-def build_iso(profile_ref: str | None) -> int:
+def build_iso(profile_ref: str | None, jobs: int | None = None, scheduler: str | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.pipeline import Build
 
-        build = Build(load_profile(profile_ref), reporter=reporter)
+        build = Build(load_profile(profile_ref), reporter=reporter, jobs=jobs)
+        _on_cluster(build, ("iso",), scheduler)
         result = build.iso()
         iso = build.workspace.output_dir(build.profile.name) / "boot.iso"
         size = result.metadata["bytes"]

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import tarfile
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -190,6 +191,8 @@ class Engine:
     warn: Callable[[str], None]
     lease: Lease | None = None
     _dropped_caps: list[str] | None = field(default=None)
+    # Stages start containers from several threads at once; the first refusal decides the fallback once.
+    _caps_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def labels(self) -> dict[str, str]:
         if self.lease is None:
@@ -242,14 +245,17 @@ class Engine:
         return container
 
     def _start(self, make: Callable[[], Container]) -> Container:
+        fell_back_before = self._dropped_caps is not None
         container = make()
         try:
             container.start()
         except docker.errors.APIError as exc:
             container.remove(force=True)
-            if self._dropped_caps is not None or not CAPS_REFUSED.search(str(exc)):
+            if fell_back_before or not CAPS_REFUSED.search(str(exc)):
                 raise
-            self._fall_back_to_capabilities(str(exc.explanation or exc))
+            with self._caps_lock:
+                if self._dropped_caps is None:  # another stage's container may have been refused first
+                    self._fall_back_to_capabilities(str(exc.explanation or exc))
             container = make()
             container.start()
         return container

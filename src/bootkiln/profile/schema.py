@@ -18,6 +18,7 @@ from bootkiln.errors import InputError
 from bootkiln.paths import project_root
 from bootkiln.profile.aws import AwsSettings
 from bootkiln.profile.model import StrictModel
+from bootkiln.profile.scale import CacheSettings, ClusterSettings
 from bootkiln.profile.userdata import UserdataSettings
 
 DEFAULT_PROFILE = "default"
@@ -470,6 +471,8 @@ class Profile(StrictModel):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     userdata: UserdataSettings = Field(default_factory=UserdataSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     source: Path | None = Field(default=None, exclude=True)
 
     @property
@@ -486,9 +489,10 @@ class Profile(StrictModel):
         """The profile as built: every default filled in, in a stable JSON-able form.
 
         [signing] is left out: where the key lives says nothing about what was built, and a signed and
-        an unsigned build of one profile are the same build.
+        an unsigned build of one profile are the same build. So are [cache] and [cluster]: where results are
+        shared and where stages run.
         """
-        return self.model_dump(mode="json", exclude={"source", "signing"})
+        return self.model_dump(mode="json", exclude={"source", "signing", "cache", "cluster"})
 
 
 def is_installer(profile: Profile) -> bool:

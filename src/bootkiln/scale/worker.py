@@ -1,0 +1,26 @@
+"""Starting a Dask worker on a build host, advertising what its Docker engine runs natively.
+
+`dask worker` knows nothing of Docker; this asks the engine (`docker info`) for its architecture
+and starts the worker with the matching resource (`arch-amd64`), which the cluster client routes
+stages by (scale/cluster.py). The worker is `dask worker` itself: nothing here schedules anything.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bootkiln.core.engine import Engine
+from bootkiln.scale.cluster import worker_resources
+
+
+def engine_architecture(engine: Engine) -> str:
+    """What the engine reports as its architecture (x86_64, aarch64, ...)."""
+    return str(engine.client.info().get("Architecture", "unknown"))
+
+
+def worker_argv(address: str, architecture: str, threads: int, name: str | None = None) -> list[str]:
+    # A worker runs as many stages at once as it has threads; each stage holds one unit of the resource.
+    resources = " ".join(f"{resource}={threads}" for resource in worker_resources(architecture))
+    argv = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", str(threads),
+            "--resources", resources]
+    return [*argv, "--name", name] if name else argv
