@@ -2,7 +2,8 @@
 # disk stage, run inside the builder container (network none): a raw GPT disk image that boots
 # under BIOS and UEFI, made WITHOUT loop devices or mounts, deterministic for the same inputs.
 # Inputs: /bootkiln/in/{rootfs.tar,vmlinuz,initrd.img}; BK_SIZE (bytes), BK_ESP_MIB, BK_SEED,
-# BK_CMDLINE, BK_LAYOUT, SOURCE_DATE_EPOCH. Outputs: /work/out/disk.img (sparse) and disk-ids.txt.
+# BK_CMDLINE, BK_LAYOUT, BK_SECURE_BOOT (0: an unsigned GRUB), SOURCE_DATE_EPOCH.
+# Outputs: /work/out/disk.img (sparse) and disk-ids.txt.
 # BK_LAYOUT=installer: p3 is the installer's boot partition instead (no rootfs): the kernel, the
 # initramfs and GRUB's menu at its top level, and /bootkiln/in/payload/* under bootkiln-payload/.
 # The installer keeps it as the installed system's /boot.
@@ -10,7 +11,8 @@
 # Layout (512-byte sectors, 1 MiB aligned):
 #   LBA 0         protective MBR; its first 440 bytes are GRUB's boot.img, patched
 #   p1 2048+2048  BIOS boot partition: GRUB i386-pc core.img, patched
-#   p2 4096+ESP   EFI system partition (FAT32): EFI/BOOT/BOOTX64.EFI (GRUB x86_64-efi)
+#   p2 4096+ESP   EFI system partition (FAT32): Debian's Secure Boot chain, EFI/BOOT/BOOTX64.EFI
+#                 (signed shim) -> EFI/BOOT/grubx64.efi (signed GRUB) -> EFI/debian/grub.cfg
 #   p3 ...->end   Linux root (ext4): the rootfs plus /boot/{vmlinuz,initrd.img,grub/grub.cfg}
 set -euo pipefail
 : "${SOURCE_DATE_EPOCH:?}" "${BK_SIZE:?}" "${BK_ESP_MIB:?}" "${BK_SEED:?}" "${BK_CMDLINE:?}"
@@ -31,7 +33,6 @@ IN=/bootkiln/in
 OUT=/work/out
 W=/work/disk
 G_PC=/usr/lib/grub/i386-pc
-G_EFI=/usr/lib/grub/x86_64-efi
 rm -rf "$W" "$OUT" && mkdir -p "$W" "$OUT"
 IMG=$OUT/disk.img
 
@@ -162,12 +163,24 @@ configfile (\$root)$BOOT/grub/grub.cfg
 echo "bootkiln: cannot load grub.cfg from the ext4 filesystem $FS_UUID"
 EOF
 MODULES="part_gpt ext2 search search_fs_uuid normal linux boot serial terminal echo configfile test"
-grub-mkimage -O x86_64-efi -d $G_EFI -o "$W/BOOTX64.EFI" -c "$W/embed.cfg" -p "$BOOT/grub" $MODULES fat efi_gop efi_uga
 grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/grub" $MODULES biosdisk
 
 # --- 5. the ESP: FAT32 without a mount (mkfs.vfat -C, then mcopy of a pre-dated tree) ---------------
+# UEFI boots Debian's signed chain, so Secure Boot with Microsoft's keys needs no setting. shim
+# loads grubx64.efi from its own folder (and MokManager, mmx64.efi, to enrol a MOK); the signed
+# GRUB's prefix is /EFI/debian on the ESP, where it sources grub.cfg: the same search as core.img's.
+# Signed binaries are copied byte for byte from the archive, so the image stays reproducible.
 mkdir -p "$W/esp/EFI/BOOT"
-install -m 0644 "$W/BOOTX64.EFI" "$W/esp/EFI/BOOT/BOOTX64.EFI"
+if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+    mkdir -p "$W/esp/EFI/debian"
+    install -m 0644 /usr/lib/shim/shimx64.efi.signed "$W/esp/EFI/BOOT/BOOTX64.EFI"
+    install -m 0644 /usr/lib/shim/mmx64.efi.signed "$W/esp/EFI/BOOT/mmx64.efi"
+    install -m 0644 /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed "$W/esp/EFI/BOOT/grubx64.efi"
+    install -m 0644 "$W/embed.cfg" "$W/esp/EFI/debian/grub.cfg"
+else  # secureboot = false: an unsigned GRUB with the search built in
+    grub-mkimage -O x86_64-efi -d /usr/lib/grub/x86_64-efi -o "$W/esp/EFI/BOOT/BOOTX64.EFI" -c "$W/embed.cfg" \
+        -p "$BOOT/grub" $MODULES fat efi_gop efi_uga
+fi
 find "$W/esp" -exec touch -h -d "@$SDE" {} +
 # FAT32 needs 65525 clusters: a small ESP (an installer's 128 MiB image) is FAT16, which UEFI
 # firmware reads as well.

@@ -20,7 +20,7 @@ from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.schema import BASE_APPLETS
 from bootkiln.stages.base import StageResult
-from tests.fixtures import SessionBuild, invoke
+from tests.fixtures import ROOT, SessionBuild, invoke
 from tests.unit.test_cpio import parse_newc
 
 MiB = 1024 * 1024
@@ -131,15 +131,26 @@ def test_build_iso_prints_path_size_sha_and_writes_manifest(default_iso: StageRe
     assert manifest["builder"]["image_id"].startswith("sha256:")
     assert manifest["stages"]["kernel"]["version"] and manifest["stages"]["kernel"]["modules"]
     assert manifest["stages"]["busybox"]["source_version"]
-    assert "grub-efi-amd64-bin" in manifest["stages"]["bootloader"]["packages"]
+    assert {"shim-signed", "grub-efi-amd64-signed"} <= set(manifest["stages"]["bootloader"]["packages"])
     assert manifest["artifacts"]["boot.iso"] == digest
     assert f"{digest}  boot.iso" in (out / "SHA256SUMS").read_text()
 
 
-def test_rescue_profile_iso_is_at_most_12_mib(default_iso: StageResult, session_build: SessionBuild) -> None:
+def test_rescue_profile_iso_is_within_its_budget(default_iso: StageResult, session_build: SessionBuild) -> None:
+    """16 MiB with Debian's signed shim and GRUB; 12 MiB, the old budget, with `secureboot = false`."""
     result = invoke(["build-iso", "--profile", "rescue"], env=session_build.env())
     assert result.returncode == 0, result.output
-    assert (session_build.workspace.output_dir("rescue") / "boot.iso").stat().st_size <= 12 * MiB
+    assert (session_build.workspace.output_dir("rescue") / "boot.iso").stat().st_size <= 16 * MiB
+
+
+def test_rescue_without_secure_boot_is_at_most_12_mib(default_iso: StageResult, session_build: SessionBuild,
+                                                       tmp_path: Path) -> None:
+    rescue = (ROOT / "profiles" / "rescue.toml").read_text()
+    profile = tmp_path / "rescue-nosb.toml"
+    profile.write_text("secureboot = false\n" + rescue)
+    result = invoke(["build-iso", "--profile", str(profile)], env=session_build.env())
+    assert result.returncode == 0, result.output
+    assert (session_build.workspace.output_dir("rescue-nosb") / "boot.iso").stat().st_size <= 12 * MiB
 
 
 def test_unchanged_rebuild_runs_no_container(default_iso: StageResult, session_build: SessionBuild,

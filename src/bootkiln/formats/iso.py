@@ -3,10 +3,11 @@
 Boot paths in one file:
   BIOS CD   El Torito entry (platform 0) -> isolinux.bin -> ldlinux.c32 -> isolinux.cfg
   BIOS USB  isohybrid MBR (Debian's isohdpfx.bin) -> isolinux.bin
-  UEFI CD   El Torito entry (platform 0xEF) -> FAT image -> EFI/BOOT/BOOTX64.EFI (GRUB)
+  UEFI CD   El Torito entry (platform 0xEF) -> FAT image -> EFI/BOOT/BOOTX64.EFI (Debian's signed
+            shim) -> EFI/BOOT/grubx64.efi (Debian's signed CD GRUB) -> the signed kernel
   UEFI USB  the same FAT image, found through the El Torito record or MBR/GPT partition 2
-GRUB finds the ISO9660 filesystem by its marker file and reads /boot/grub/grub.cfg, so the kernel
-and initramfs are stored once.
+The signed GRUB's embedded config finds the ISO9660 filesystem by /.disk/info and reads
+/boot/grub/grub.cfg, so the kernel and initramfs are stored once.
 
 pycdlib reads the clock at add time and at write(), formats dates in local time, and draws GPT
 GUIDs and the MBR id at random. `pinned_pycdlib` replaces those inside pycdlib's own modules for
@@ -46,6 +47,8 @@ PINNED_MODULES: dict[str, tuple[str, ...]] = {
     "pycdlib.isohybrid": ("uuid", "random"),
 }
 ISOHDPFX_SIZE = 432
+# What the config built into Debian's signed GRUB searches for (debian/build-efi-images in grub2).
+DISK_INFO = "/.disk/info"
 
 
 class _FrozenTime(types.ModuleType):
@@ -169,8 +172,9 @@ def isolinux_cfg(cmdline: str) -> str:
 
 
 def grub_cfg(cmdline: str, label: str) -> str:
-    # $root and $prefix were set by the config embedded in BOOTX64.EFI (search --file).
-    return ("set timeout=0\nset default=0\n"
+    # $root and $prefix were set by the config embedded in the signed GRUB (search --file /.disk/info).
+    return ("serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
+            "set timeout=0\nset default=0\n"
             f'menuentry "{label}" {{\n  linux /boot/vmlinuz {cmdline}\n  initrd /boot/initrd.img\n}}\n')
 
 
@@ -209,6 +213,7 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         raise RuntimeError("the EFI image must be a whole number of sectors and under 32 MiB")
     content = [
         IsoFile(marker, f"{label}\n".encode()),
+        IsoFile(DISK_INFO, f"{label}\n".encode()),
         IsoFile("/isolinux/isolinux.bin", files.isolinux_bin.read_bytes()),
         IsoFile("/isolinux/ldlinux.c32", files.ldlinux_c32.read_bytes()),
         IsoFile("/isolinux/isolinux.cfg", isolinux_cfg(cmdline).encode()),

@@ -278,9 +278,13 @@ class DiskSettings(StrictModel):
         return value
 
 
-BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi"]
-BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi")
+BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi",
+                   "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb"]
+BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi",
+                                    "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb")
 ISO_BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
+# Under OVMF with Secure Boot on and Microsoft's keys enrolled: Debian's signed chain must boot.
+SECURE_BOOT_MODES: tuple[BootMode, ...] = ("uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb")
 
 
 class BootSettings(StrictModel):
@@ -300,7 +304,7 @@ class BootSettings(StrictModel):
         default_factory=lambda: list(ISO_BOOT_MODES),
         description=(
             "what `invoke boot-test` boots: `bios-cd`, `bios-usb`, `uefi-cd`, `uefi-usb`, `disk-bios`, "
-            "`disk-uefi`"),
+            "`disk-uefi`, and under Secure Boot with Microsoft's keys `uefi-cd-sb`, `uefi-usb-sb`, `disk-uefi-sb`"),
         json_schema_extra={"shown_default": "the four ISO modes"},
     )
 
@@ -445,6 +449,18 @@ class SigningSettings(StrictModel):
     )
 
 
+class SecureBootSettings(StrictModel):
+    """[secureboot]: UEFI Secure Boot on amd64 (docs/secureboot.md). `secureboot = false` is short for
+    `[secureboot] enabled = false`."""
+
+    enabled: bool = Field(
+        default=True,
+        description="boot UEFI through Debian's signed shim and GRUB, so firmware with Microsoft's keys boots "
+        "the image, and refuse a kernel without an Authenticode signature; false: an unsigned GRUB built by "
+        "grub-mkimage (for an unsigned kernel, or a smaller ISO)",
+    )
+
+
 class Profile(StrictModel):
     name: Word = Field(
         default=DEFAULT_PROFILE,
@@ -473,7 +489,14 @@ class Profile(StrictModel):
     signing: SigningSettings = Field(default_factory=SigningSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    secureboot: SecureBootSettings = Field(default_factory=SecureBootSettings)
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("secureboot", mode="before")
+    @classmethod
+    def _secureboot_switch(cls, value: Any) -> Any:
+        # `secureboot = false` reads better than a table with one key in it.
+        return {"enabled": value} if isinstance(value, bool) else value
 
     @property
     def where(self) -> str:

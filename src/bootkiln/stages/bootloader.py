@@ -1,4 +1,5 @@
-"""bootloader stage: BIOS (isolinux) and UEFI (GRUB in a FAT image) boot files for a hybrid ISO.
+"""bootloader stage: BIOS (isolinux) and UEFI (Debian's signed shim and GRUB in a FAT image) boot files
+for a hybrid ISO.
 
 Script: scripts/bootloader.sh. The files come from Debian's packages in the builder image, so
 the builder image's identity is part of the key; no network is needed.
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.core.runner import Builder
-from bootkiln.stages.artifacts import ISO_MARKER
 from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "bootloader.sh"
@@ -27,15 +27,17 @@ class BootloaderStage(StageBase):
             base_fingerprint(self, inputs)
             .add_text("builder", ctx.builder.image_id)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
-            .add_text("marker", ISO_MARKER)
+            .add_json("secureboot", ctx.profile.secureboot.enabled)
         )
         return add_scripts(fingerprint, SCRIPT).hexdigest()
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
-        env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_ISO_MARKER": ISO_MARKER}
+        env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
+               "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
         ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
                        where=Builder(image=ctx.builder.tag, network="none", env=env,
                                      uploads=[scripts_upload(ctx, SCRIPT)], collect=[("/work/out", scratch)]),
-                       hint="making the boot files failed; the builder image may lack isolinux or GRUB")
+                       hint="making the boot files failed; the builder image may lack isolinux, shim-signed or "
+                       "grub-efi-amd64-signed")
         packages = dict(line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines())
         return {"packages": packages}

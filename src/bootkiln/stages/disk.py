@@ -4,8 +4,9 @@ devices or mounts, so it works in any container.
 Script: scripts/disk.sh. sfdisk writes the partition table on the image file; `mkfs.ext4 -d` makes
 the root filesystem from the rootfs (plus the kernel and initramfs in /boot); mkfs.vfat and mtools
 make the ESP; GRUB boots both firmwares (core.img in a BIOS boot partition with boot.img patched as
-grub-bios-setup would, BOOTX64.EFI in the ESP). Every GUID, UUID, hash seed and serial derives from
-the profile's `disk.seed` (its name by default), so the same inputs give the same image.
+grub-bios-setup would; in the ESP, Debian's signed shim and GRUB, so Secure Boot needs no setting).
+Every GUID, UUID, hash seed and serial derives from the profile's `disk.seed` (its name by
+default), so the same inputs give the same image.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class DiskStage(StageBase):
             .add_text("seed", self.seed(ctx))
             .add_text("builder", ctx.builder.image_id)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
+            .add_json("secureboot", ctx.profile.secureboot.enabled)
         )
         return add_scripts(fingerprint, SCRIPT).hexdigest()
 
@@ -98,7 +100,8 @@ class DiskStage(StageBase):
         stage = ctx.profile.initramfs.stage if disk.layout == "installer" else disk.stage
         env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_SIZE": str(int(disk.size)),
                "BK_ESP_MIB": str(int(disk.esp_size) >> 20), "BK_SEED": self.seed(ctx),
-               "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout}
+               "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout,
+               "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
         with tempfile.TemporaryDirectory(prefix="bootkiln-disk-") as folder:
             # The rootfs is large: stream it to the container from a file rather than from memory.
             bundle = Path(folder) / "inputs.tar"

@@ -16,6 +16,9 @@ from typing import Any
 from bootkiln.core.archive import fetch_with_retries
 from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
+from bootkiln.formats.corrupt import CorruptArtifact
+from bootkiln.formats.deb import UnreadableDeb, deb_file
+from bootkiln.formats.pe import read_pe
 from bootkiln.profile.loader import kernel_deb
 from bootkiln.profile.schema import Profile, kernel_package
 from bootkiln.stages.artifacts import TARGET_MODULES, kernel_facts
@@ -31,6 +34,13 @@ from bootkiln.stages.base import (
 
 SCRIPT = "kernel.sh"
 UNKNOWN_MODULES_STATUS = 4
+# Always kept: the initramfs mounts efivarfs to read the firmware's SecureBoot variable into its
+# boot marker (Debian builds it as a module).
+ALWAYS_MODULES = ("efivarfs",)
+
+
+def selected_modules(profile: Profile) -> list[str]:
+    return [*profile.kernel.modules, *(name for name in ALWAYS_MODULES if name not in profile.kernel.modules)]
 
 
 def apt_source_state(line: str) -> str:
@@ -39,6 +49,27 @@ def apt_source_state(line: str) -> str:
     assert match, line  # validated by the profile model
     url = f"{match.group(1).rstrip('/')}/dists/{match.group(2)}/InRelease"
     return hashlib.sha256(fetch_with_retries(url, what=f"kernel.apt_source {line!r}")).hexdigest()
+
+
+def unsigned_kernel(profile: Profile, what: str) -> InputError:
+    key = "kernel.deb" if profile.kernel.deb else "kernel.package"
+    return InputError(
+        f"{profile.where}: key '{key}': {what} carries no Authenticode signature, so Secure Boot firmware "
+        "(through shim and the signed GRUB) would refuse to start it",
+        hint="use Debian's signed kernel (linux-image-<flavour>, not -unsigned), sign it into the profile's chain, "
+        "or set `secureboot = false` in the profile to build an image that boots only with Secure Boot off")
+
+
+def require_signed(profile: Profile, vmlinuz: bytes, what: str) -> None:
+    """Under Secure Boot the kernel must carry a signature; whether it verifies is the firmware's call."""
+    if not profile.secureboot.enabled:
+        return
+    try:
+        signed = read_pe(vmlinuz, what).signatures > 0
+    except CorruptArtifact:
+        signed = False  # no EFI stub at all: no signature either
+    if not signed:
+        raise unsigned_kernel(profile, what)
 
 
 class KernelStage(StageBase):
@@ -50,12 +81,31 @@ class KernelStage(StageBase):
         # Installer profiles also carry the modules of the system they install.
         return (*self.outputs, TARGET_MODULES) if profile.installer.target_modules else self.outputs
 
+    def check(self, profile: Profile) -> None:
+        # A local kernel.deb can be looked into before any container starts; a package from an
+        # archive is checked right after it is unpacked, before any later stage.
+        deb = kernel_deb(profile) if profile.secureboot.enabled else None
+        if deb is None:
+            return
+        try:
+            found = deb_file(deb, "./boot/vmlinu[xz]-*")
+        except UnreadableDeb:
+            return
+        except CorruptArtifact as exc:
+            raise InputError(f"{profile.where}: key 'kernel.deb': {exc}", hint="give a Debian kernel package") from None
+        if found is None:
+            raise InputError(f"{profile.where}: key 'kernel.deb': {deb.name} holds no /boot/vmlinuz",
+                             hint="give a linux-image package, not a metapackage or headers")
+        require_signed(profile, found[1], f"{deb.name}'s {found[0].lstrip('.')}")
+
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         kernel = ctx.profile.kernel
         fingerprint = (
             base_fingerprint(self, inputs)
             .add_json("kernel", kernel.model_dump(mode="json"))
             .add_text("package", kernel_package(ctx.profile))
+            .add_json("always_modules", ALWAYS_MODULES)
+            .add_json("secureboot", ctx.profile.secureboot.enabled)
             .add_text("builder", ctx.builder.image_id)
             .add_json("target_modules", ctx.profile.installer.target_modules)
         )
@@ -76,7 +126,7 @@ class KernelStage(StageBase):
         deb = kernel_deb(ctx.profile)
         extra = {"kernel.deb": (deb.read_bytes(), 0o644)} if deb else {}
         # Lists go in files, not environment variables: a long one would exceed exec's argument limits.
-        extra["modules.txt"] = ("".join(f"{name}\n" for name in kernel.modules).encode(), 0o644)
+        extra["modules.txt"] = ("".join(f"{name}\n" for name in selected_modules(ctx.profile)).encode(), 0o644)
         extra["target-modules.txt"] = ("".join(f"{name}\n" for name in ctx.profile.installer.target_modules)
                                        .encode(), 0o644)
         env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile)}
@@ -102,6 +152,7 @@ class KernelStage(StageBase):
                     ) from None
                 raise
         facts = kernel_facts(scratch / "kernel.txt")
+        require_signed(ctx.profile, (scratch / "vmlinuz").read_bytes(), f"{facts['package']}'s kernel")
         return {"version": facts["version"], "package": facts["package"],
                 "package_version": facts["package_version"], "package_sha256": facts["package_sha256"],
                 "modules": facts["modules"], "builtin": facts["builtin"]}

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.pipeline import Build
-from bootkiln.profile.schema import BOOT_MODES, ISO_BOOT_MODES, BootMode
-from bootkiln.verify.qemu import BootResult, boot, choose_accel, find_ovmf, is_uefi, qemu_binary
+from bootkiln.profile.schema import BOOT_MODES, BootMode
+from bootkiln.verify.qemu import (
+    BootResult,
+    boot,
+    boots_iso,
+    choose_accel,
+    find_ovmf,
+    is_secure_boot,
+    is_uefi,
+    qemu_binary,
+)
 
 MARKER = "BOOTKILN-BOOT-OK"
 
@@ -47,17 +56,19 @@ def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
     qemu_binary()
     if any(is_uefi(mode) for mode in modes):
         find_ovmf()
+    if any(is_secure_boot(mode) for mode in modes):
+        find_ovmf(secure_boot=True)
     images = {}
-    if any(mode in ISO_BOOT_MODES for mode in modes):
+    if any(boots_iso(mode) for mode in modes):
         images["iso"] = build.iso().artifact("boot.iso")
-    if any(mode not in ISO_BOOT_MODES for mode in modes):
+    if not all(boots_iso(mode) for mode in modes):
         images["disk"] = build.disk().artifact("disk.img")
     accel = choose_accel(build.runner, build.stage("kernel").artifact("vmlinuz"))
     build.reporter.info(f"booting {', '.join(path.name for path in images.values())} with {accel.upper()}"
                         + (" (KVM did not answer the probe)" if accel == "tcg" else ""))
     results = []
     for mode in modes:
-        image = images["iso" if mode in ISO_BOOT_MODES else "disk"]
+        image = images["iso" if boots_iso(mode) else "disk"]
         with build.reporter.stage(f"boot {mode}") as progress:
             # Printed by the initramfs stage, or by the booted system (a diskless client's report).
             result = boot(build.runner, build.reporter, mode, image, marker=MARKER,

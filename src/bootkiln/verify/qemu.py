@@ -30,12 +30,16 @@ OVMF_CANDIDATES = [
 ]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x00-\x08\x0b-\x1f]")
 PROBE_MARKER = "Linux version"
+# Secure Boot on, Microsoft's keys enrolled (Debian's ovmf package). This firmware only runs with
+# SMM emulated and its flash marked secure, so the variable store cannot be written around it.
+OVMF_SECURE_BOOT = ("/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 
 
 @dataclass(frozen=True)
 class Firmware:
     code: Path
     vars_template: Path
+    secure_boot: bool = False
 
 
 def qemu_binary() -> str:
@@ -45,7 +49,13 @@ def qemu_binary() -> str:
     return found
 
 
-def find_ovmf() -> Firmware:
+def find_ovmf(*, secure_boot: bool = False) -> Firmware:
+    if secure_boot:
+        code, variables = OVMF_SECURE_BOOT
+        if Path(code).is_file() and Path(variables).is_file():
+            return Firmware(Path(code), Path(variables), secure_boot=True)
+        raise EnvironmentProblem(f"no Secure Boot OVMF ({code} with {Path(variables).name}) found",
+                                 hint="apt-get install ovmf (Debian's package ships the .ms.fd files)")
     for code, variables in OVMF_CANDIDATES:
         if Path(code).is_file() and Path(variables).is_file():
             return Firmware(Path(code), Path(variables))
@@ -53,16 +63,24 @@ def find_ovmf() -> Firmware:
                              hint="apt-get install ovmf")
 
 
+def is_secure_boot(mode: BootMode) -> bool:
+    return mode.endswith("-sb")
+
+
 def is_uefi(mode: BootMode) -> bool:
-    return mode.startswith("uefi") or mode == "disk-uefi"
+    return mode.startswith("uefi") or mode.startswith("disk-uefi")
+
+
+def boots_iso(mode: BootMode) -> bool:
+    return not mode.startswith("disk-")
 
 
 def media_args(mode: BootMode, image: Path) -> list[str]:
     """How the image is attached: a CD-ROM drive, a USB stick holding the hybrid ISO, or a virtio disk."""
-    if mode.startswith("disk-"):
+    if not boots_iso(mode):
         # snapshot=on: the guest may write (its root fs journal), the image file never changes.
         return ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
-    if mode.endswith("-cd"):
+    if mode.removesuffix("-sb").endswith("-cd"):
         return ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=d"]
     return ["-device", "qemu-xhci,id=xhci",
             "-drive", f"file={image},format=raw,if=none,id=stick,readonly=on",
@@ -73,14 +91,16 @@ def firmware_args(mode: BootMode, firmware: Firmware | None, vars_copy: Path | N
     if not is_uefi(mode):
         return []
     assert firmware is not None and vars_copy is not None
-    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
+    secure = ["-global", "driver=cfi.pflash01,property=secure,value=on"] if firmware.secure_boot else []
+    return [*secure, "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
 
 
 def qemu_argv(mode: BootMode, image: Path, *, accel: Accel, memory: int, firmware: Firmware | None = None,
               vars_copy: Path | None = None) -> list[str]:
+    machine = "q35,smm=on" if firmware is not None and firmware.secure_boot else "q35"
     return [
-        qemu_binary(), "-machine", "q35", "-accel", accel, "-m", str(memory), "-smp", "1",
+        qemu_binary(), "-machine", machine, "-accel", accel, "-m", str(memory), "-smp", "1",
         "-display", "none", "-vga", "std", "-serial", "stdio", "-monitor", "none", "-no-reboot",
         "-nic", "user,model=virtio-net-pci",
         *firmware_args(mode, firmware, vars_copy),
@@ -89,12 +109,15 @@ def qemu_argv(mode: BootMode, image: Path, *, accel: Accel, memory: int, firmwar
 
 
 @contextmanager
-def uefi_vars(mode: BootMode) -> Iterator[tuple[Firmware | None, Path | None]]:
-    """A private copy of the writable UEFI variable store for one boot."""
+def uefi_vars(mode: BootMode, vars_template: Path | None = None) -> Iterator[tuple[Firmware | None, Path | None]]:
+    """A private copy of the writable UEFI variable store for one boot (`vars_template` replaces the
+    firmware's own, e.g. one with the user's certificate enrolled in db)."""
     if not is_uefi(mode):
         yield None, None
         return
-    firmware = find_ovmf()
+    firmware = find_ovmf(secure_boot=is_secure_boot(mode))
+    if vars_template is not None:
+        firmware = Firmware(firmware.code, vars_template, firmware.secure_boot)
     with tempfile.TemporaryDirectory(prefix="bootkiln-ovmf-") as scratch:
         copy = Path(scratch) / "vars.fd"
         shutil.copyfile(firmware.vars_template, copy)
@@ -132,8 +155,8 @@ class BootResult:
 
 
 def boot(runner: Runner, reporter: Reporter, mode: BootMode, image: Path, *, marker: str, accel: Accel,
-         memory: int, timeout: float) -> BootResult:
-    with uefi_vars(mode) as (firmware, vars_copy):
+         memory: int, timeout: float, vars_template: Path | None = None) -> BootResult:
+    with uefi_vars(mode, vars_template) as (firmware, vars_copy):
         argv = qemu_argv(mode, image, accel=accel, memory=memory, firmware=firmware, vars_copy=vars_copy)
         result: WatchResult = runner.watch(argv, stage=mode, until=lambda line: marker in line, timeout=timeout,
                                            clean=lambda line: ANSI.sub("", line))

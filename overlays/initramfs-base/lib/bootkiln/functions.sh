@@ -77,7 +77,26 @@ network_up() {
     return $got
 }
 
+# The firmware's SecureBoot variable, read through efivarfs: 1 (on), 0 (off), or none (no UEFI, a
+# BIOS boot). It is the firmware's own word, which a boot test checks rather than trusting the loader.
+secureboot_state() {
+    [ -d /sys/firmware/efi ] || { echo none; return 0; }
+    efivars=/sys/firmware/efi/efivars
+    variable=$efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+    mounted=
+    if [ ! -e "$variable" ]; then
+        modprobe efivarfs 2>/dev/null
+        mount -t efivarfs -o ro,nosuid,nodev,noexec efivarfs "$efivars" 2>/dev/null && mounted=1
+    fi
+    # Four bytes of attributes, then the value (busybox's small od has no -j: take the fifth byte).
+    # shellcheck disable=SC2046
+    set -- $(od -An -tu1 "$variable" 2>/dev/null)
+    state=${5:-}
+    [ -z "$mounted" ] || umount "$efivars" 2>/dev/null
+    echo "${state:-unknown}"
+}
+
 # The line boot tests wait for.
 marker() {
-    log "$BK_MARKER stage=$BK_STAGE $*"
+    log "$BK_MARKER stage=$BK_STAGE secureboot=$(secureboot_state) $*"
 }
