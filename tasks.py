@@ -113,6 +113,12 @@ def signing_key(c: Context, output: str, algorithm: str = "ed25519") -> None:
     _exit(supply.signing_key(output, algorithm))
 
 
+@task(help={"output": "folder for secureboot.key (0600) and secureboot.crt"})
+def secureboot_key(c: Context, output: str) -> None:
+    """Make a test key pair for Secure Boot with your own key (RSA 2048, self-signed); never overwrites."""
+    _exit(supply.secureboot_key(output))
+
+
 @task(help={**PROFILE_HELP, "image": "raw disk image (default: out/<profile>/disk.img)",
             "manifest": "build manifest whose seal tags the AMI (default: out/<profile>/manifest.json)"})
 def publish_ami(c: Context, profile: str | None = None, image: str | None = None, manifest: str | None = None) -> None:

@@ -31,3 +31,7 @@ def kernel_facts(kernel_txt: Path) -> dict[str, Any]:
         else:
             facts[key] = value
     return facts
+# The uki stage's unsigned Unified Kernel Image, and the ukisign stage's signed copy of it, which the
+# bootloader stage puts in the ISO's EFI image as EFI/BOOT/BOOTX64.EFI.
+UKI_UNSIGNED = "uki.efi"
+UKI_SIGNED = "uki-signed.efi"
