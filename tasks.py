@@ -75,7 +75,8 @@ def build_iso(c: Context, profile: str | None = None) -> None:
 
 @task(help={**PROFILE_HELP, "mode": "boot only these modes (repeatable): bios-cd, bios-usb, uefi-cd, uefi-usb "
             "(the ISO), disk-bios, disk-uefi (the disk image); under Secure Boot: uefi-cd-sb, uefi-usb-sb, "
-            "disk-uefi-sb (Microsoft's keys), uefi-cd-ownkey, uefi-usb-ownkey (only the profile's own certificate)"},
+            "disk-uefi-sb (Microsoft's keys), uefi-cd-ownkey, uefi-usb-ownkey, disk-uefi-ownkey (only the "
+            "profile's own certificate)"},
       iterable=["mode"])
 def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = None) -> None:
     """Boot the profile's ISO (BIOS/UEFI, CD/USB) or disk image in QEMU and wait for the boot marker."""

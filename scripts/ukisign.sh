@@ -1,7 +1,7 @@
 #!/bin/bash
 # ukisign stage, run inside a fresh builder container (network none): signs the Unified Kernel Image
-# with the profile's own key. Inputs: /bootkiln/in/uki.efi, /bootkiln/sb/db.{key,crt} (uploaded for
-# this run only; never copied to /work/out). Output: /work/out/uki-signed.efi.
+# with the profile's own key. Inputs: /bootkiln/in/uki-<medium>.efi, /bootkiln/sb/db.{key,crt} (uploaded
+# for this run only; never copied to /work/out). Outputs: /work/out/uki-<medium>-signed.efi.
 set -euo pipefail
 : "${SOURCE_DATE_EPOCH:?}"
 export LC_ALL=C TZ=UTC
@@ -22,7 +22,9 @@ time_t time(time_t *out) {
 C
 gcc -shared -fPIC -O2 -o /tmp/sde-time.so /tmp/sde-time.c
 # sbsign warns of "data remaining" (objcopy's padding between sections); its hash covers that data.
-LD_PRELOAD=/tmp/sde-time.so sbsign --key /bootkiln/sb/db.key --cert /bootkiln/sb/db.crt \
-    --output "$OUT/uki-signed.efi" /bootkiln/in/uki.efi
-sbverify --cert /bootkiln/sb/db.crt "$OUT/uki-signed.efi"
-chmod 0644 "$OUT/uki-signed.efi"
+for uki in /bootkiln/in/uki-*.efi; do
+    signed=$OUT/$(basename "$uki" .efi)-signed.efi
+    LD_PRELOAD=/tmp/sde-time.so sbsign --key /bootkiln/sb/db.key --cert /bootkiln/sb/db.crt --output "$signed" "$uki"
+    sbverify --cert /bootkiln/sb/db.crt "$signed"
+    chmod 0644 "$signed"
+done

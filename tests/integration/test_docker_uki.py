@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed
 from bootkiln.formats.fat import FatVolume
-from bootkiln.stages.artifacts import UKI_SIGNED, UKI_UNSIGNED
+from bootkiln.stages.artifacts import UKI_MEDIA, uki_signed, uki_unsigned
 from bootkiln.stages.base import files_upload
 from bootkiln.stages.uki import UkiStage
 from bootkiln.stages.ukisign import UkiSignStage
@@ -30,18 +30,20 @@ def digest(path: Path) -> str:
 def test_the_uki_and_its_signature_are_the_same_twice(ownkey: OwnKeyBuild, tmp_path: Path) -> None:
     """Each stage run again, outside the cache, gives the bytes the cached entry holds."""
     build = ownkey.build
-    for stage, name, inputs in ((UkiStage(), UKI_UNSIGNED, ("kernel", "initramfs")),
-                                (UkiSignStage(), UKI_SIGNED, ("uki",))):
+    for stage, name, inputs in ((UkiStage(), uki_unsigned, ("kernel", "initramfs")),
+                                (UkiSignStage(), uki_signed, ("uki",))):
         scratch = tmp_path / stage.name
         scratch.mkdir()
         stage.build(build, {required: build.stage(required) for required in inputs}, scratch)
-        assert digest(scratch / name) == digest(build.stage(stage.name).artifact(name)), f"{stage.name} differs"
+        for medium in UKI_MEDIA:
+            assert digest(scratch / name(medium)) == digest(build.stage(stage.name).artifact(name(medium))), \
+                f"{stage.name} differs for the {medium}"
 
 
 def test_sbverify_accepts_the_profiles_certificate_only(ownkey: OwnKeyBuild) -> None:
     build = ownkey.build
     other_cert = ownkey.other_folder / "secureboot.crt"
-    files = {"uki.efi": (build.stage("ukisign").artifact(UKI_SIGNED).read_bytes(), 0o644),
+    files = {"uki.efi": (build.stage("ukisign").artifact(uki_signed("iso")).read_bytes(), 0o644),
              "mine.crt": ((ownkey.folder / "secureboot.crt").read_bytes(), 0o644),
              "other.crt": (other_cert.read_bytes(), 0o644)}
 
@@ -61,7 +63,7 @@ def test_the_efi_image_boots_the_signed_uki(ownkey: OwnKeyBuild) -> None:
         entries = dict(volume.walk())
         entry = entries["EFI/BOOT/BOOTX64.EFI"]
         loader = volume.content(volume.first_cluster(entry), int.from_bytes(entry[28:32], "little"))
-    assert loader == build.stage("ukisign").artifact(UKI_SIGNED).read_bytes()
+    assert loader == build.stage("ukisign").artifact(uki_signed("iso")).read_bytes()
     assert "EFI/BOOT/grubx64.efi" not in entries, "no shim chain beside the UKI"
 
 

@@ -18,6 +18,7 @@ from bootkiln.errors import InputError
 from bootkiln.pipeline import preflight, stages_for
 from bootkiln.profile.loader import load_profile
 from bootkiln.profile.sbkeys import generate_test_pair, load_keys
+from bootkiln.stages.artifacts import seeded_uuid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +120,13 @@ def test_check_profile_exits_2_naming_the_key_without_its_bytes(tmp_path: Path) 
     assert done.returncode == 2, output
     assert "secureboot.key" in output and "Traceback" not in output
     assert key_body(key) not in output
+
+
+@pytest.mark.parametrize("seed", ["default", "ownkey", "a seed with spaces"])
+def test_the_disk_ukis_root_uuid_is_the_one_disk_sh_makes(seed: str) -> None:
+    """The disk's UKI carries root=UUID=... computed on the host; disk.sh derives the filesystem's UUID."""
+    script = (ROOT / "scripts" / "disk.sh").read_text()
+    functions = "\n".join(script[script.index("hex_of() {"):script.index("DISK_GUID=")].splitlines())
+    done = subprocess.run(["bash", "-c", f'{functions}\nBK_SEED="$1"; uuid_of ext4-uuid', "bash", seed],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == seeded_uuid(seed, "ext4-uuid")

@@ -1,6 +1,7 @@
 """Secure Boot with your own key: OVMF with only the profile's test certificate enrolled (PK, KEK and
-db, through virt-fw-vars) boots the ISO's signed Unified Kernel Image with SecureBoot=1, as a CD and as
-a USB stick, and refuses the same UKI signed with another key, and one with no signature."""
+db, through virt-fw-vars) boots the signed Unified Kernel Image with SecureBoot=1 from the ISO (as a CD
+and as a USB stick) and from the disk image's ESP; it refuses the same UKI signed with another key, and
+one with no signature."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bootkiln.core.uefivars import enrolled_ovmf_vars
 from bootkiln.errors import EnvironmentProblem
 from bootkiln.formats.pe import read_pe
 from bootkiln.profile.schema import OWN_KEY_MODES, BootMode
-from bootkiln.stages.artifacts import UKI_SIGNED
+from bootkiln.stages.artifacts import uki_signed
 from bootkiln.verify.boottest import MARKER
 from bootkiln.verify.qemu import Accel, boot, find_ovmf
 from tests.conftest import component_missing
@@ -47,7 +48,9 @@ def boot_own_key(mode: BootMode, image: Path, vars_template: Path, accel: Accel,
 @pytest.mark.parametrize("mode", OWN_KEY_MODES)
 def test_the_uki_signed_with_the_profiles_key_boots_under_secure_boot(
         mode: BootMode, ownkey: OwnKeyBuild, own_key_vars: Path, accel: Accel) -> None:
-    tail = boot_own_key(mode, ownkey.iso, own_key_vars, accel, f"{MARKER} stage=rescue", 300)
+    disk = mode.startswith("disk-")
+    image = ownkey.build.disk().artifact("disk.img") if disk else ownkey.iso
+    tail = boot_own_key(mode, image, own_key_vars, accel, f"{MARKER} stage={'root' if disk else 'rescue'}", 300)
     marker = next(line for line in tail if MARKER in line)
     assert "secureboot=1" in marker, f"the firmware's SecureBoot variable was not 1: {marker}"
 
@@ -59,7 +62,7 @@ def test_a_uki_signed_with_another_key_is_refused(ownkey: OwnKeyBuild, own_key_v
 
 def test_an_unsigned_uki_is_refused(ownkey: OwnKeyBuild, own_key_vars: Path, accel: Accel, tmp_path: Path) -> None:
     """The same ISO with the UKI's certificate table emptied: the firmware finds no signature to check."""
-    uki = ownkey.build.stage("ukisign").artifact(UKI_SIGNED).read_bytes()
+    uki = ownkey.build.stage("ukisign").artifact(uki_signed("iso")).read_bytes()
     info = read_pe(uki)
     assert info.signatures, "the signed UKI carries an Authenticode signature"
     iso = tmp_path / "unsigned-uki.iso"

@@ -278,14 +278,16 @@ class DiskSettings(StrictModel):
 
 
 BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi",
-                   "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb", "uefi-cd-ownkey", "uefi-usb-ownkey"]
+                   "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb", "uefi-cd-ownkey", "uefi-usb-ownkey",
+                   "disk-uefi-ownkey"]
 BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi",
-                                    "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb", "uefi-cd-ownkey", "uefi-usb-ownkey")
+                                    "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb", "uefi-cd-ownkey", "uefi-usb-ownkey",
+                                    "disk-uefi-ownkey")
 ISO_BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
 # Under OVMF with Secure Boot on and Microsoft's keys enrolled: Debian's signed chain must boot.
 SECURE_BOOT_MODES: tuple[BootMode, ...] = ("uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb")
 # Under OVMF with Secure Boot on and only the profile's own certificate enrolled ([secureboot] cert).
-OWN_KEY_MODES: tuple[BootMode, ...] = ("uefi-cd-ownkey", "uefi-usb-ownkey")
+OWN_KEY_MODES: tuple[BootMode, ...] = ("uefi-cd-ownkey", "uefi-usb-ownkey", "disk-uefi-ownkey")
 
 
 class BootSettings(StrictModel):
@@ -306,7 +308,8 @@ class BootSettings(StrictModel):
         description=(
             "what `invoke boot-test` boots: `bios-cd`, `bios-usb`, `uefi-cd`, `uefi-usb`, `disk-bios`, "
             "`disk-uefi`, and under Secure Boot with Microsoft's keys `uefi-cd-sb`, `uefi-usb-sb`, `disk-uefi-sb`, "
-            "or with only the profile's own certificate enrolled `uefi-cd-ownkey`, `uefi-usb-ownkey`"),
+            "or with only the profile's own certificate enrolled `uefi-cd-ownkey`, `uefi-usb-ownkey`, "
+            "`disk-uefi-ownkey`"),
         json_schema_extra={"shown_default": "the four ISO modes"},
     )
 

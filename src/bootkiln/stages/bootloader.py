@@ -12,7 +12,7 @@ from typing import Any
 
 from bootkiln.core.runner import Builder
 from bootkiln.profile.schema import Profile
-from bootkiln.stages.artifacts import UKI_SIGNED
+from bootkiln.stages.artifacts import uki_signed
 from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "bootloader.sh"
@@ -42,7 +42,7 @@ class BootloaderStage(StageBase):
                "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
         extra = {}
         if "ukisign" in inputs:
-            extra["in/uki.efi"] = (inputs["ukisign"].artifact(UKI_SIGNED).read_bytes(), 0o644)
+            extra["in/uki.efi"] = (inputs["ukisign"].artifact(uki_signed("iso")).read_bytes(), 0o644)
             env["BK_UKI"] = "/bootkiln/in/uki.efi"
         ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
                        where=Builder(image=ctx.builder.tag, network="none", env=env,

@@ -1,7 +1,8 @@
-"""uki stage: an unsigned Unified Kernel Image, for profiles that sign UEFI boot with their own key.
+"""uki stage: unsigned Unified Kernel Images, for profiles that sign UEFI boot with their own key.
 
-Script: scripts/uki.sh. systemd-boot-efi's stub with the kernel, the initramfs, the ISO's command line
-and an os-release as PE sections, made by objcopy in the builder container (bookworm has no ukify).
+Script: scripts/uki.sh. systemd-boot-efi's stub with the kernel, the initramfs, a command line (one
+image for the ISO, one for the disk image: the disk's names its root filesystem) and an os-release as
+PE sections, made by objcopy in the builder container (bookworm has no ukify).
 The same inputs give the same bytes; the ukisign stage signs a copy, so no key ever reaches this
 stage or its cache entry.
 """
@@ -13,10 +14,15 @@ from typing import Any
 
 from bootkiln.core.runner import Builder
 from bootkiln.profile.schema import Profile
-from bootkiln.stages.artifacts import UKI_UNSIGNED
+from bootkiln.stages.artifacts import UKI_MEDIA, disk_kernel_cmdline, uki_unsigned
 from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "uki.sh"
+
+
+def cmdlines(profile: Profile) -> dict[str, str]:
+    """Each medium's kernel command line: the ISO's from [iso], the disk's as scripts/disk.sh makes it."""
+    return {"iso": profile.iso.cmdline, "disk": disk_kernel_cmdline(profile)}
 
 
 def os_release(profile: Profile) -> str:
@@ -28,14 +34,14 @@ def os_release(profile: Profile) -> str:
 class UkiStage(StageBase):
     name = "uki"
     requires: tuple[str, ...] = ("kernel", "initramfs")
-    outputs: tuple[str, ...] = (UKI_UNSIGNED, "uki-packages.tsv")
+    outputs: tuple[str, ...] = (*(uki_unsigned(medium) for medium in UKI_MEDIA), "uki-packages.tsv")
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
             base_fingerprint(self, inputs)
             .add_text("builder", ctx.builder.image_id)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
-            .add_text("cmdline", ctx.profile.iso.cmdline)
+            .add_json("cmdlines", cmdlines(ctx.profile))
             .add_text("os-release", os_release(ctx.profile))
         )
         return add_scripts(fingerprint, SCRIPT).hexdigest()
@@ -44,7 +50,8 @@ class UkiStage(StageBase):
         files = {
             "in/vmlinuz": (inputs["kernel"].artifact("vmlinuz").read_bytes(), 0o644),
             "in/initrd.img": (inputs["initramfs"].artifact("initrd.img").read_bytes(), 0o644),
-            "in/cmdline.txt": (ctx.profile.iso.cmdline.encode(), 0o644),
+            **{f"in/{medium}/cmdline.txt": (cmdline.encode(), 0o644)
+               for medium, cmdline in cmdlines(ctx.profile).items()},
             "in/os-release": (os_release(ctx.profile).encode(), 0o644),
         }
         env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch)}
@@ -54,5 +61,5 @@ class UkiStage(StageBase):
                                      collect=[("/work/out", scratch)]),
                        hint="making the Unified Kernel Image failed; the builder image may lack systemd-boot-efi")
         packages = dict(line.split("\t") for line in (scratch / "uki-packages.tsv").read_text().splitlines())
-        return {"bytes": (scratch / UKI_UNSIGNED).stat().st_size, "cmdline": ctx.profile.iso.cmdline,
-                "packages": packages}
+        return {"bytes": {medium: (scratch / uki_unsigned(medium)).stat().st_size for medium in UKI_MEDIA},
+                "cmdlines": cmdlines(ctx.profile), "packages": packages}

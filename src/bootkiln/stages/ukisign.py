@@ -1,4 +1,4 @@
-"""ukisign stage: the Unified Kernel Image signed with the profile's own Secure Boot key (sbsign).
+"""ukisign stage: the Unified Kernel Images signed with the profile's own Secure Boot key (sbsign).
 
 Script: scripts/ukisign.sh. The key goes to a fresh builder container (network none) through the
 Docker API for this one run and is never collected: only /work/out comes back, holding the signed
@@ -17,7 +17,7 @@ from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
 from bootkiln.profile.sbkeys import load_keys
 from bootkiln.profile.schema import Profile
-from bootkiln.stages.artifacts import UKI_SIGNED, UKI_UNSIGNED
+from bootkiln.stages.artifacts import UKI_MEDIA, uki_signed, uki_unsigned
 from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "ukisign.sh"
@@ -26,7 +26,7 @@ SCRIPT = "ukisign.sh"
 class UkiSignStage(StageBase):
     name = "ukisign"
     requires: tuple[str, ...] = ("uki",)
-    outputs: tuple[str, ...] = (UKI_SIGNED,)
+    outputs: tuple[str, ...] = tuple(uki_signed(medium) for medium in UKI_MEDIA)
 
     def check(self, profile: Profile) -> None:
         if load_keys(profile) is None:
@@ -48,7 +48,8 @@ class UkiSignStage(StageBase):
         keys = load_keys(ctx.profile)
         assert keys is not None
         files = {
-            "in/uki.efi": (inputs["uki"].artifact(UKI_UNSIGNED).read_bytes(), 0o644),
+            **{f"in/{uki_unsigned(medium)}": (inputs["uki"].artifact(uki_unsigned(medium)).read_bytes(), 0o644)
+               for medium in UKI_MEDIA},
             "sb/db.key": (keys.key.read_bytes(), 0o600),
             "sb/db.crt": (keys.cert.read_bytes(), 0o644),
         }
@@ -58,4 +59,5 @@ class UkiSignStage(StageBase):
                                      uploads=[scripts_upload(ctx, SCRIPT, extra=files)],
                                      collect=[("/work/out", scratch)]),
                        hint="signing the Unified Kernel Image failed; the builder image may lack sbsigntool or gcc")
-        return {"bytes": (scratch / UKI_SIGNED).stat().st_size, **keys.describe()}
+        return {"bytes": {medium: (scratch / uki_signed(medium)).stat().st_size for medium in UKI_MEDIA},
+                **keys.describe()}
