@@ -78,7 +78,10 @@ def build_iso(c: Context, profile: str | None = None, jobs: int = 0, scheduler: 
 
 
 @task(help={**PROFILE_HELP, "mode": "boot only these modes (repeatable): bios-cd, bios-usb, uefi-cd, uefi-usb "
-            "(the ISO), disk-bios, disk-uefi (the disk image)"}, iterable=["mode"])
+            "(the ISO), disk-bios, disk-uefi (the disk image); under Secure Boot: uefi-cd-sb, uefi-usb-sb, "
+            "disk-uefi-sb (Microsoft's keys), uefi-cd-ownkey, uefi-usb-ownkey, disk-uefi-ownkey (only the "
+            "profile's own certificate)"},
+      iterable=["mode"])
 def boot_test(c: Context, profile: str | None = None, mode: list[str] | None = None) -> None:
     """Boot the profile's ISO (BIOS/UEFI, CD/USB) or disk image in QEMU and wait for the boot marker."""
     _exit(cli.boot_test(profile, mode or []))
@@ -116,6 +119,12 @@ def verify_build(c: Context, profile: str | None = None, dir: str | None = None,
 def signing_key(c: Context, output: str, algorithm: str = "ed25519") -> None:
     """Make a key pair for signing builds' provenance; never overwrites an existing key."""
     _exit(supply.signing_key(output, algorithm))
+
+
+@task(help={"output": "folder for secureboot.key (0600) and secureboot.crt"})
+def secureboot_key(c: Context, output: str) -> None:
+    """Make a test key pair for Secure Boot with your own key (RSA 2048, self-signed); never overwrites."""
+    _exit(supply.secureboot_key(output))
 
 
 @task(help={**PROFILE_HELP, "image": "raw disk image (default: out/<profile>/disk.img)",

@@ -9,7 +9,8 @@
 #         /.disk/info, sets prefix=($root)/boot/grub and sources grub.cfg there, so the kernel and
 #         initramfs are stored once, in ISO9660; its `linux` verifies the kernel through shim.
 set -euo pipefail
-: "${SOURCE_DATE_EPOCH:?}"   # BK_SECURE_BOOT=0: an unsigned GRUB instead of shim + signed GRUB
+: "${SOURCE_DATE_EPOCH:?}"   # BK_SECURE_BOOT=0: an unsigned GRUB instead of shim + signed GRUB;
+                            # BK_UKI=<file>: that signed Unified Kernel Image as BOOTX64.EFI instead
 export LC_ALL=C TZ=UTC MTOOLS_SKIP_CHECK=1   # mtools stamps entries through localtime()
 umask 022
 OUT=/work/out
@@ -19,7 +20,12 @@ rm -rf "$OUT" "$WORK" && mkdir -p "$OUT" "$WORK/tree/EFI/BOOT"
 cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin "$OUT/"
 cp /usr/lib/syslinux/modules/bios/ldlinux.c32 "$OUT/"
 
-if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+if [ -n "${BK_UKI:-}" ]; then
+    # The profile's own key: a Unified Kernel Image signed with it, so the firmware's signature check
+    # covers the kernel, the initramfs and the command line (scripts/uki.sh, scripts/ukisign.sh).
+    install -m 0644 "$BK_UKI" "$WORK/tree/EFI/BOOT/BOOTX64.EFI"
+    loaders="systemd-boot-efi"
+elif [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
     # Signed binaries are inputs from the archive: copied byte for byte, never rebuilt, so the image
     # stays reproducible. shim loads \EFI\BOOT\grubx64.efi (its DEFAULT_LOADER) next to itself.
     install -m 0644 /usr/lib/shim/shimx64.efi.signed "$WORK/tree/EFI/BOOT/BOOTX64.EFI"

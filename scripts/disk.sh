@@ -2,7 +2,8 @@
 # disk stage, run inside the builder container (network none): a raw GPT disk image that boots
 # under BIOS and UEFI, made WITHOUT loop devices or mounts, deterministic for the same inputs.
 # Inputs: /bootkiln/in/{rootfs.tar,vmlinuz,initrd.img}; BK_SIZE (bytes), BK_ESP_MIB, BK_SEED,
-# BK_CMDLINE, BK_LAYOUT, BK_SECURE_BOOT (0: an unsigned GRUB), SOURCE_DATE_EPOCH.
+# BK_CMDLINE, BK_LAYOUT, BK_SECURE_BOOT (0: an unsigned GRUB), BK_UKI (a signed Unified Kernel Image
+# to boot UEFI instead), SOURCE_DATE_EPOCH.
 # Outputs: /work/out/disk.img (sparse) and disk-ids.txt.
 # BK_LAYOUT=installer: p3 is the installer's boot partition instead (no rootfs): the kernel, the
 # initramfs and GRUB's menu at its top level, and /bootkiln/in/payload/* under bootkiln-payload/.
@@ -171,7 +172,13 @@ grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/gr
 # GRUB's prefix is /EFI/debian on the ESP, where it sources grub.cfg: the same search as core.img's.
 # Signed binaries are copied byte for byte from the archive, so the image stays reproducible.
 mkdir -p "$W/esp/EFI/BOOT"
-if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+if [ -n "${BK_UKI:-}" ]; then
+    # The profile's own key: its signed UKI carries the kernel, the initramfs and this command line,
+    # which the host computed the same way (stages/artifacts.py): check, as a UKI cannot be changed.
+    objcopy -O binary --only-section=.cmdline "$BK_UKI" "$W/uki-cmdline.txt"
+    [ "$(cat "$W/uki-cmdline.txt")" = "$CMDLINE" ] || die "the UKI's command line is not '$CMDLINE'"
+    install -m 0644 "$BK_UKI" "$W/esp/EFI/BOOT/BOOTX64.EFI"
+elif [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
     mkdir -p "$W/esp/EFI/debian"
     install -m 0644 /usr/lib/shim/shimx64.efi.signed "$W/esp/EFI/BOOT/BOOTX64.EFI"
     install -m 0644 /usr/lib/shim/mmx64.efi.signed "$W/esp/EFI/BOOT/mmx64.efi"

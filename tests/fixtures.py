@@ -156,3 +156,43 @@ def installer(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFact
     build = profile_build(session_build, tmp_path_factory, "installer", "installer")
     iso = build.iso().artifact("boot.iso")
     return InstallerBuild(build, iso, build.disk().artifact("disk.img"))
+
+
+OWN_KEY_PROFILE = """name = "ownkey"
+description = "the default image; UEFI boots a Unified Kernel Image signed with a test key"
+
+[secureboot]
+key = "secureboot.key"
+cert = "secureboot.crt"
+"""
+
+
+@dataclass(frozen=True)
+class OwnKeyBuild:
+    """A profile signing its UKI with a fresh test key, and the same profile signed with another key."""
+
+    build: Build
+    iso: Path
+    folder: Path  # the profile, secureboot.key and secureboot.crt
+    other_iso: Path  # the same image signed with a key whose certificate is enrolled nowhere
+    other_folder: Path  # that other key's profile folder
+
+
+def own_key_profile(folder: Path) -> Path:
+    from bootkiln.profile.sbkeys import generate_test_pair
+
+    generate_test_pair(folder)
+    profile = folder / "ownkey.toml"
+    profile.write_text(OWN_KEY_PROFILE)
+    return profile
+
+
+@pytest.fixture(scope="session")
+def ownkey(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> OwnKeyBuild:
+    """Both ISOs built once per session on the session's cache: the kernel and busybox are reused, and
+    the unsigned UKI is built once and signed twice."""
+    folder = tmp_path_factory.mktemp("ownkey-profile")
+    build = profile_build(session_build, tmp_path_factory, str(own_key_profile(folder)), "ownkey")
+    other_folder = tmp_path_factory.mktemp("otherkey-profile")
+    other = profile_build(session_build, tmp_path_factory, str(own_key_profile(other_folder)), "otherkey")
+    return OwnKeyBuild(build, build.iso().artifact("boot.iso"), folder, other.iso().artifact("boot.iso"), other_folder)

@@ -42,10 +42,12 @@ from bootkiln.stages.nfsroot import NfsrootStage
 from bootkiln.stages.onlinetools import OnlineToolsStage
 from bootkiln.stages.payload import PayloadStage
 from bootkiln.stages.rootfs import RootfsStage
+from bootkiln.stages.uki import UkiStage
+from bootkiln.stages.ukisign import UkiSignStage
 
 STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
     RootfsStage, BusyboxStage, KernelStage, InitramfsStage, BootloaderStage, IsoStage, DiskStage, NfsrootStage,
-    PayloadStage, OnlineToolsStage)}
+    PayloadStage, OnlineToolsStage, UkiStage, UkiSignStage)}
 
 
 # What `invoke build` makes when no stage is named, and what verify-reproducible compares.

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures import default_disk, default_iso, default_rootfs, diskless, engine, isolated, session_build
+from tests.fixtures import (
+    default_disk,
+    default_iso,
+    default_rootfs,
+    diskless,
+    engine,
+    isolated,
+    ownkey,
+    session_build,
+)
 
-__all__ = ["default_disk", "default_iso", "default_rootfs", "diskless", "engine", "isolated", "session_build"]
+__all__ = ["default_disk", "default_iso", "default_rootfs", "diskless", "engine", "isolated", "ownkey",
+           "session_build"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -108,6 +108,17 @@ def test_secureboot_false_accepts_an_unsigned_kernel(tmp_path: Path, switch: str
     preflight(profile, ("iso",))
 
 
+def test_an_unsigned_kernel_is_accepted_with_an_own_key_uki(tmp_path: Path) -> None:
+    """With [secureboot] key and cert, every UEFI path boots a UKI signed whole; the kernel needs no signature."""
+    from bootkiln.profile.sbkeys import generate_test_pair
+
+    generate_test_pair(tmp_path)
+    own = '[secureboot]\nkey = "secureboot.key"\ncert = "secureboot.crt"\n'
+    profile = load_profile(str(write_profile(tmp_path, pe_image(signed=False), extra=own)))
+    assert profile.secureboot.own_keys
+    preflight(profile, ("iso",))
+
+
 def test_a_signed_kernel_deb_passes(tmp_path: Path) -> None:
     preflight(load_profile(str(write_profile(tmp_path, pe_image(signed=True)))), ("iso",))
 

@@ -17,10 +17,12 @@ from tests.fixtures import (
     diskless_live,
     engine,
     installer,
+    ownkey,
     session_build,
 )
 
-__all__ = ["default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer", "session_build"]
+__all__ = ["default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer", "ownkey",
+           "session_build"]
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,20 @@ def verify_build(profile_ref: str | None, directory: str | None, key: str | None
     return guarded(action)
 
 
+def secureboot_key(output: str) -> int:
+    def action(reporter: Reporter) -> None:
+        from bootkiln.profile.sbkeys import generate_test_pair
+
+        private, cert = generate_test_pair(Path(output).expanduser())
+        reporter.info(f"private key {private} (RSA 2048, mode 0600: keep it out of images and checkouts)\n"
+                      f"certificate {cert} (self-signed, 10 years)\n"
+                      "copy both into the profile's folder and set `[secureboot] key = \"secureboot.key\"`, "
+                      "`cert = \"secureboot.crt\"`; enrol the certificate in the firmware's db or with "
+                      "`mokutil --import` (docs/secureboot.md)")
+
+    return guarded(action)
+
+
 def signing_key(output: str, algorithm: str) -> int:
     def action(reporter: Reporter) -> None:
         from bootkiln.attest.keys import ENV_KEY, generate_key_pair, keyid, load_public_key

@@ -48,6 +48,15 @@ class AwsSettings(StrictModel):
         default="uefi-preferred",
         description="`legacy-bios`, `uefi` or `uefi-preferred` (arm64: `uefi`)",
     )
+    secure_boot: bool = Field(
+        default=False,
+        description="register the AMI with UEFI Secure Boot on: its UefiData enrols Microsoft's UEFI CAs (Debian's "
+        "shim) and the profile's [secureboot] cert, if any, in db (needs boot_mode = `uefi`)",
+    )
+    tpm: bool = Field(
+        default=False,
+        description="give instances a virtual TPM 2.0 (TpmSupport = v2.0; needs boot_mode = `uefi`)",
+    )
     ena: bool = Field(
         default=True,
         description="register the AMI with ENA support",
@@ -139,6 +148,14 @@ class AwsSettings(StrictModel):
         default="private",
         description="which address the record points at: `private` or `public`",
     )
+
+    @model_validator(mode="after")
+    def _uefi_features_need_uefi(self) -> AwsSettings:
+        # EC2 refuses UefiData and TpmSupport on an AMI that may boot legacy BIOS.
+        wanted = [name for name in ("secure_boot", "tpm") if getattr(self, name)]
+        if wanted and self.boot_mode != "uefi":
+            raise ValueError(f"{' and '.join(wanted)} need boot_mode = 'uefi', not {self.boot_mode!r}")
+        return self
 
     @model_validator(mode="after")
     def _kms_key_means_encrypted(self) -> AwsSettings:

@@ -199,6 +199,7 @@ def check_references(profile: Profile) -> None:
     busybox_config(profile)
     kernel_deb(profile)
     check_paths(profile)
+    secureboot_files(profile)
 
 
 
@@ -278,3 +279,18 @@ def check_paths(profile: Profile) -> list[Path]:
                              f"(relative to {profile.base_dir})")
         found.append(path)
     return found
+
+
+def secureboot_files(profile: Profile) -> tuple[Path, Path] | None:
+    """The Secure Boot key and certificate: files inside the profile's folder only (no project fallback)."""
+    settings = profile.secureboot
+    if settings.key is None or settings.cert is None:
+        return None
+    found = []
+    for key, name in (("secureboot.key", settings.key), ("secureboot.cert", settings.cert)):
+        path = _contained(profile, key, name, [profile.base_dir], "file")
+        if path is None:
+            raise InputError(f"{profile.where}: key {key!r}: file {name!r} not found (relative to {profile.base_dir})",
+                             hint="make a test pair with `invoke secureboot-key --output DIR`, or fix the path")
+        found.append(path)
+    return found[0], found[1]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ByteSize, Field, field_validator
+from pydantic import ByteSize, Field, field_validator, model_validator
 
 from bootkiln.errors import InputError
 from bootkiln.paths import project_root
@@ -279,12 +279,16 @@ class DiskSettings(StrictModel):
 
 
 BootMode = Literal["bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi",
-                   "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb"]
+                   "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb", "uefi-cd-ownkey", "uefi-usb-ownkey",
+                   "disk-uefi-ownkey"]
 BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb", "disk-bios", "disk-uefi",
-                                    "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb")
+                                    "uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb", "uefi-cd-ownkey", "uefi-usb-ownkey",
+                                    "disk-uefi-ownkey")
 ISO_BOOT_MODES: tuple[BootMode, ...] = ("bios-cd", "bios-usb", "uefi-cd", "uefi-usb")
 # Under OVMF with Secure Boot on and Microsoft's keys enrolled: Debian's signed chain must boot.
 SECURE_BOOT_MODES: tuple[BootMode, ...] = ("uefi-cd-sb", "uefi-usb-sb", "disk-uefi-sb")
+# Under OVMF with Secure Boot on and only the profile's own certificate enrolled ([secureboot] cert).
+OWN_KEY_MODES: tuple[BootMode, ...] = ("uefi-cd-ownkey", "uefi-usb-ownkey", "disk-uefi-ownkey")
 
 
 class BootSettings(StrictModel):
@@ -304,7 +308,9 @@ class BootSettings(StrictModel):
         default_factory=lambda: list(ISO_BOOT_MODES),
         description=(
             "what `invoke boot-test` boots: `bios-cd`, `bios-usb`, `uefi-cd`, `uefi-usb`, `disk-bios`, "
-            "`disk-uefi`, and under Secure Boot with Microsoft's keys `uefi-cd-sb`, `uefi-usb-sb`, `disk-uefi-sb`"),
+            "`disk-uefi`, and under Secure Boot with Microsoft's keys `uefi-cd-sb`, `uefi-usb-sb`, `disk-uefi-sb`, "
+            "or with only the profile's own certificate enrolled `uefi-cd-ownkey`, `uefi-usb-ownkey`, "
+            "`disk-uefi-ownkey`"),
         json_schema_extra={"shown_default": "the four ISO modes"},
     )
 
@@ -459,6 +465,31 @@ class SecureBootSettings(StrictModel):
         "the image, and refuse a kernel without an Authenticode signature; false: an unsigned GRUB built by "
         "grub-mkimage (for an unsigned kernel, or a smaller ISO)",
     )
+    key: str | None = Field(
+        default=None,
+        description="your own Secure Boot signing key (PEM, RSA), relative to the profile's folder: UEFI then boots "
+        "a Unified Kernel Image (kernel, initramfs and command line) signed with it; needs `cert`. Never recorded in "
+        "any output",
+        json_schema_extra={"shown_default": "Debian's signed chain"},
+    )
+    cert: str | None = Field(
+        default=None,
+        description="the X.509 certificate (PEM) of `key`, relative to the profile's folder; enrol it in the "
+        "firmware's db or as a MOK (docs/secureboot.md). Its SHA-256 fingerprint goes in the manifest",
+        json_schema_extra={"shown_default": "none"},
+    )
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> SecureBootSettings:
+        if (self.key is None) != (self.cert is None):
+            raise ValueError("key and cert go together: give both, or neither")
+        if self.key is not None and not self.enabled:
+            raise ValueError("key and cert sign the Unified Kernel Image for Secure Boot; drop them, or enabled = true")
+        return self
+
+    @property
+    def own_keys(self) -> bool:
+        return self.key is not None
 
 
 class Profile(StrictModel):

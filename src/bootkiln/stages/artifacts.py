@@ -6,8 +6,11 @@ reader lives here.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
+
+from bootkiln.profile.schema import Profile
 
 # GRUB's embedded config finds the ISO9660 filesystem by this file, on CD and on USB alike.
 ISO_MARKER = "/bootkiln.id"
@@ -31,3 +34,35 @@ def kernel_facts(kernel_txt: Path) -> dict[str, Any]:
         else:
             facts[key] = value
     return facts
+# The uki stage makes one unsigned Unified Kernel Image per medium (their command lines differ) and
+# the ukisign stage a signed copy of each: the bootloader stage puts the ISO's in the EFI image, the
+# disk stage the disk's in the ESP, each as EFI/BOOT/BOOTX64.EFI.
+UKI_MEDIA = ("iso", "disk")
+
+
+def uki_unsigned(medium: str) -> str:
+    return f"uki-{medium}.efi"
+
+
+def uki_signed(medium: str) -> str:
+    return f"uki-{medium}-signed.efi"
+
+
+def disk_seed(profile: Profile) -> str:
+    """What every GUID, UUID and serial of the disk image derives from (scripts/disk.sh)."""
+    return profile.disk.seed or profile.name
+
+
+def seeded_uuid(seed: str, what: str) -> str:
+    """scripts/disk.sh's uuid_of: sha256("seed:what"), shaped as an RFC 4122 version 4 UUID."""
+    x = hashlib.sha256(f"{seed}:{what}".encode()).hexdigest()
+    return f"{x[0:8]}-{x[8:12]}-4{x[13:16]}-{(int(x[16], 16) & 3) | 8:x}{x[17:20]}-{x[20:32]}"
+
+
+def disk_kernel_cmdline(profile: Profile) -> str:
+    """The command line the disk image's kernel gets (scripts/disk.sh checks a UKI's against its own)."""
+    disk = profile.disk
+    if disk.layout == "installer":
+        return f"{disk.cmdline} bootkiln.stage={profile.initramfs.stage}"
+    return (f"root=UUID={seeded_uuid(disk_seed(profile), 'ext4-uuid')} rootfstype=ext4 "
+            f"{disk.cmdline} bootkiln.stage={disk.stage}")

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.core.runner import Builder
+from bootkiln.profile.schema import Profile
+from bootkiln.stages.artifacts import uki_signed
 from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "bootloader.sh"
@@ -21,6 +23,10 @@ class BootloaderStage(StageBase):
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("isolinux.bin", "ldlinux.c32", "isohdpfx.bin", "efiboot.img",
                                 "bootloader-packages.tsv")
+
+    def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        # With the profile's own key, UEFI boots its signed Unified Kernel Image instead of shim and GRUB.
+        return ("ukisign",) if profile.secureboot.own_keys else ()
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
@@ -34,9 +40,14 @@ class BootloaderStage(StageBase):
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
                "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
+        extra = {}
+        if "ukisign" in inputs:
+            extra["in/uki.efi"] = (inputs["ukisign"].artifact(uki_signed("iso")).read_bytes(), 0o644)
+            env["BK_UKI"] = "/bootkiln/in/uki.efi"
         ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
                        where=Builder(image=ctx.builder.tag, network="none", env=env,
-                                     uploads=[scripts_upload(ctx, SCRIPT)], collect=[("/work/out", scratch)]),
+                                     uploads=[scripts_upload(ctx, SCRIPT, extra=extra)],
+                                     collect=[("/work/out", scratch)]),
                        hint="making the boot files failed; the builder image may lack isolinux, shim-signed or "
                        "grub-efi-amd64-signed")
         packages = dict(line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines())

@@ -20,7 +20,7 @@ from bootkiln.core.engine import Upload
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
 from bootkiln.profile.schema import Profile, carries_payload, is_installer
-from bootkiln.stages.artifacts import PAYLOAD_FILES
+from bootkiln.stages.artifacts import PAYLOAD_FILES, disk_seed, uki_signed
 from bootkiln.stages.base import (
     Inputs,
     StageBase,
@@ -40,10 +40,12 @@ class DiskStage(StageBase):
     outputs: tuple[str, ...] = ("disk.img", "disk-ids.txt")
 
     def requires_for(self, profile: Profile) -> tuple[str, ...]:
+        # With the profile's own Secure Boot key, UEFI boots its signed Unified Kernel Image.
+        uki = ("ukisign",) if profile.secureboot.own_keys else ()
         # An installer's disk boots the installer: no rootfs, but its offline payload if it carries one.
         if profile.disk.layout == "installer":
-            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()))
-        return self.requires
+            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()), *uki)
+        return (*self.requires, *uki)
 
     def check(self, profile: Profile) -> None:
         require_initramfs_stage(profile, "disk.stage", profile.disk.stage)
@@ -60,10 +62,12 @@ class DiskStage(StageBase):
             files.append(("rootfs.tar", inputs["rootfs"].artifact("rootfs.tar")))
         if "payload" in inputs:
             files += [(f"payload/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
+        if "ukisign" in inputs:
+            files.append(("uki.efi", inputs["ukisign"].artifact(uki_signed("disk"))))
         return files
 
     def seed(self, ctx: StageContext) -> str:
-        return ctx.profile.disk.seed or ctx.profile.name
+        return disk_seed(ctx.profile)
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
@@ -101,7 +105,8 @@ class DiskStage(StageBase):
         env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_SIZE": str(int(disk.size)),
                "BK_ESP_MIB": str(int(disk.esp_size) >> 20), "BK_SEED": self.seed(ctx),
                "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout,
-               "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
+               "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0",
+               **({"BK_UKI": "/bootkiln/in/uki.efi"} if "ukisign" in inputs else {})}
         with tempfile.TemporaryDirectory(prefix="bootkiln-disk-") as folder:
             # The rootfs is large: stream it to the container from a file rather than from memory.
             bundle = Path(folder) / "inputs.tar"

@@ -60,9 +60,15 @@ def unsigned_kernel(profile: Profile, what: str) -> InputError:
         "or set `secureboot = false` in the profile to build an image that boots only with Secure Boot off")
 
 
+def needs_signed_kernel(profile: Profile) -> bool:
+    """GRUB through shim verifies the kernel; a UKI signed with the profile's own key is verified whole,
+    and its stub starts the kernel inside it without a second check."""
+    return profile.secureboot.enabled and not profile.secureboot.own_keys
+
+
 def require_signed(profile: Profile, vmlinuz: bytes, what: str) -> None:
     """Under Secure Boot the kernel must carry a signature; whether it verifies is the firmware's call."""
-    if not profile.secureboot.enabled:
+    if not needs_signed_kernel(profile):
         return
     try:
         signed = read_pe(vmlinuz, what).signatures > 0
@@ -84,7 +90,7 @@ class KernelStage(StageBase):
     def check(self, profile: Profile) -> None:
         # A local kernel.deb can be looked into before any container starts; a package from an
         # archive is checked right after it is unpacked, before any later stage.
-        deb = kernel_deb(profile) if profile.secureboot.enabled else None
+        deb = kernel_deb(profile) if needs_signed_kernel(profile) else None
         if deb is None:
             return
         try:
@@ -109,6 +115,9 @@ class KernelStage(StageBase):
             .add_text("builder", ctx.builder.image_id)
             .add_json("target_modules", ctx.profile.installer.target_modules)
         )
+        if not needs_signed_kernel(ctx.profile):
+            # A kernel accepted unsigned must never be reused by a profile that needs a signed one.
+            fingerprint.add_text("signature", "not required")
         add_scripts(fingerprint, SCRIPT)
         deb = kernel_deb(ctx.profile)
         if deb is not None:

@@ -6,9 +6,14 @@ last serial lines.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+from bootkiln.core.uefivars import enrolled_ovmf_vars
 from bootkiln.errors import BootkilnError, Fault, InputError
 from bootkiln.pipeline import Build
-from bootkiln.profile.schema import BOOT_MODES, BootMode
+from bootkiln.profile.sbkeys import load_keys
+from bootkiln.profile.schema import BOOT_MODES, OWN_KEY_MODES, BootMode
 from bootkiln.verify.qemu import (
     BootResult,
     boot,
@@ -58,6 +63,19 @@ def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
         find_ovmf()
     if any(is_secure_boot(mode) for mode in modes):
         find_ovmf(secure_boot=True)
+    own_key_modes = [mode for mode in modes if mode in OWN_KEY_MODES]
+    keys = load_keys(build.profile) if own_key_modes else None
+    if own_key_modes and keys is None:
+        raise InputError(f"{build.profile.where}: boot modes {', '.join(own_key_modes)} enrol the profile's own "
+                         "Secure Boot certificate, and it names none",
+                         hint="set [secureboot] key and cert (docs/secureboot.md), or choose other modes")
+    with tempfile.TemporaryDirectory(prefix="bootkiln-enrol-") as scratch:
+        # The profile's certificate alone in PK, KEK and db: only images signed with its key boot.
+        vars_template = enrolled_ovmf_vars(build.runner, keys.cert, Path(scratch) / "vars.fd") if keys else None
+        return _boot_modes(build, modes, vars_template)
+
+
+def _boot_modes(build: Build, modes: list[BootMode], own_key_vars: Path | None) -> list[BootResult]:
     images = {}
     if any(boots_iso(mode) for mode in modes):
         images["iso"] = build.iso().artifact("boot.iso")
@@ -72,7 +90,8 @@ def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
         with build.reporter.stage(f"boot {mode}") as progress:
             # Printed by the initramfs stage, or by the booted system (a diskless client's report).
             result = boot(build.runner, build.reporter, mode, image, marker=MARKER,
-                          accel=accel, memory=build.profile.boot.memory, timeout=build.profile.boot.timeout)
+                          accel=accel, memory=build.profile.boot.memory, timeout=build.profile.boot.timeout,
+                          vars_template=own_key_vars if mode in OWN_KEY_MODES else None)
             progress.verb = "passed" if result.passed else "FAILED"
             progress.note = f"marker after {result.seconds:.1f}s ({accel})" if result.passed else "no marker"
         results.append(result)

@@ -64,7 +64,8 @@ def find_ovmf(*, secure_boot: bool = False) -> Firmware:
 
 
 def is_secure_boot(mode: BootMode) -> bool:
-    return mode.endswith("-sb")
+    # -ownkey: the same firmware, with a variable store holding the profile's certificate (verify/ovmfkeys.py).
+    return mode.endswith(("-sb", "-ownkey"))
 
 
 def is_uefi(mode: BootMode) -> bool:
@@ -80,7 +81,7 @@ def media_args(mode: BootMode, image: Path) -> list[str]:
     if not boots_iso(mode):
         # snapshot=on: the guest may write (its root fs journal), the image file never changes.
         return ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
-    if mode.removesuffix("-sb").endswith("-cd"):
+    if mode.removesuffix("-sb").removesuffix("-ownkey").endswith("-cd"):
         return ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=d"]
     return ["-device", "qemu-xhci,id=xhci",
             "-drive", f"file={image},format=raw,if=none,id=stick,readonly=on",

@@ -53,6 +53,9 @@ class ImageSpec:
     share_accounts: tuple[str, ...]
     copy_regions: tuple[str, ...]
     profile: str
+    tpm: bool = False
+    # EC2's UefiData (a base64 UEFI variable store): Secure Boot keys, set by the publishing target.
+    uefi_data: str | None = None
 
     @classmethod
     def from_settings(cls, settings: AwsSettings, *, profile: str, debian_architecture: str,
@@ -76,7 +79,7 @@ class ImageSpec:
                    volume_size=settings.volume_size, encrypted=settings.encrypted, kms_key_arn=settings.kms_key_arn,
                    workers=settings.workers, retention=settings.retention,
                    share_accounts=tuple(settings.share_accounts), copy_regions=tuple(settings.copy_regions),
-                   profile=profile)
+                   profile=profile, tpm=settings.tpm)
 
 
 @dataclass(frozen=True)
@@ -212,10 +215,12 @@ class Publisher:
     def _register(self, ec2: Any, spec: ImageSpec, name: str, snapshot_id: str, volume_size: int,
                   tags: dict[str, str]) -> str:
         image_tags = {**tags, TAG_SNAPSHOT: snapshot_id}
+        uefi = {**({"UefiData": spec.uefi_data} if spec.uefi_data else {}),
+                **({"TpmSupport": "v2.0"} if spec.tpm else {})}
         response = ec2.register_image(
             Name=name, Description=spec.description, Architecture=spec.architecture,
             VirtualizationType="hvm", RootDeviceName=spec.root_device, EnaSupport=spec.ena,
-            BootMode=spec.boot_mode, ImdsSupport="v2.0",
+            BootMode=spec.boot_mode, ImdsSupport="v2.0", **uefi,
             BlockDeviceMappings=[{"DeviceName": spec.root_device, "Ebs": {
                 "SnapshotId": snapshot_id, "VolumeSize": volume_size, "VolumeType": spec.volume_type,
                 "DeleteOnTermination": True}}],

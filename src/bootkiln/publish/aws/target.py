@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from bootkiln.console import Reporter
+from bootkiln.core.runner import Runner
+from bootkiln.core.uefivars import aws_uefi_data, virt_fw_vars
 from bootkiln.errors import InputError
 from bootkiln.hashing import sha256_file
+from bootkiln.profile.sbkeys import load_keys
 from bootkiln.profile.schema import Profile
 from bootkiln.publish.aws.ami import ImageSpec, Publisher
 from bootkiln.publish.aws.ebs_upload import RichProgress
@@ -31,6 +35,9 @@ class AwsTarget:
     def check(self, what: Literal["image", "iso"]) -> None:
         if what == "image":
             self.image_spec()
+            if self.profile.aws.secure_boot:
+                load_keys(self.profile)  # a wrong certificate exits 2 before anything is uploaded
+                virt_fw_vars()
         else:
             self.bucket()
 
@@ -52,6 +59,9 @@ class AwsTarget:
 
     def publish_image(self, image: Path, build: BuildManifest, reporter: Reporter) -> Published:
         spec = self.image_spec()
+        if self.profile.aws.secure_boot:
+            keys = load_keys(self.profile)
+            spec = replace(spec, uefi_data=aws_uefi_data(Runner(reporter), keys.cert if keys else None))
         ctx = self.connect()
         with reporter.stage("publish-ami", f"{spec.family} in {ctx.region}") as stage:
             if build.check_artifact(image.name, image) is None:

@@ -1,0 +1,40 @@
+#!/bin/bash
+# uki stage, run inside the builder container (network none): a Unified Kernel Image, unsigned.
+# systemd-boot-efi's linuxx64.efi.stub with the kernel, the initramfs, the command line and an
+# os-release added as PE sections (bookworm has no ukify; systemd-stub(7) names the sections).
+# Inputs: /bootkiln/in/{vmlinuz,initrd.img,os-release} and /bootkiln/in/<medium>/cmdline.txt for each
+# medium (iso, disk). Outputs: /work/out/uki-<medium>.efi, the same but for the command line.
+# Signing is a separate step (the ukisign stage): this output is cached, and never sees a key.
+set -euo pipefail
+: "${SOURCE_DATE_EPOCH:?}"
+export LC_ALL=C TZ=UTC
+umask 022
+IN=/bootkiln/in
+OUT=/work/out
+STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+# Each section goes after the one before, starting past the stub's last section, aligned to
+# 4 KiB pages: the stub maps them at these addresses. The .linux section's address must let the
+# kernel be copied out page-aligned, which 4 KiB alignment gives (systemd-stub(7), "UKI").
+align() { echo $(( ($1 + 4095) / 4096 * 4096 )); }
+le32() { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( $1 & 255 )) $(( $1 >> 8 & 255 )) $(( $1 >> 16 & 255 )) $(( $1 >> 24 & 255 )))"; }
+read -r size vma < <(objdump -h "$STUB" | awk '$1 ~ /^[0-9]+$/ { s = $3; v = $4 } END { print s, v }')
+for dir in "$IN"/*/; do
+    medium=$(basename "$dir") uki=$OUT/uki-$(basename "$dir").efi
+    next=$(align $(( 0x$vma + 0x$size )))
+    args=()
+    for pair in .osrel:os-release .cmdline:$medium/cmdline.txt .linux:vmlinuz .initrd:initrd.img; do
+        section=${pair%%:*} file=$IN/${pair#*:}
+        args+=(--add-section "$section=$file" --change-section-vma "$section=$(printf '0x%x' "$next")")
+        next=$(align $(( next + $(stat -c %s "$file") )))
+    done
+    objcopy "${args[@]}" "$STUB" "$uki"
+    # objcopy stamps the PE header with the current time (and a checksum over it), ignoring
+    # SOURCE_DATE_EPOCH: pin the stamp to SOURCE_DATE_EPOCH and zero the checksum, which UEFI ignores.
+    pe=$(od -An -tu4 -j 60 -N 4 "$uki" | tr -d ' ')
+    le32 "$SOURCE_DATE_EPOCH" | dd of="$uki" bs=1 seek=$(( pe + 8 )) conv=notrunc status=none
+    le32 0 | dd of="$uki" bs=1 seek=$(( pe + 88 )) conv=notrunc status=none
+    echo "uki: $medium $(stat -c %s "$uki") bytes"
+done
+dpkg-query -W -f '${Package}\t${Version}\n' systemd-boot-efi binutils > "$OUT/uki-packages.tsv"
