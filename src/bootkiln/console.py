@@ -42,6 +42,7 @@ class Reporter:
     interrupted_stage: StageTiming | None = None
     # Names whose stages these are, when several builds print at once (invoke build-matrix).
     prefix: str = ""
+    started: float = field(default_factory=time.monotonic)
 
     def info(self, message: str) -> None:
         self.console.print(escape(message))
@@ -81,9 +82,11 @@ class Reporter:
         self.console.print(f"[bold green]✔[/] [bold]{escape(name)}[/] {how} in {elapsed:.1f}s{note}")
 
     def summary(self) -> None:
+        # Stages run at once, so their times add up to more than the wait: both are shown.
         total = sum(t.seconds for t in self.timings)
         parts = ", ".join(f"{t.name} {t.seconds:.1f}s{' (cached)' if t.cached else ''}" for t in self.timings)
-        self.console.print(f"[dim]timings: {escape(parts)}; total {total:.1f}s[/]")
+        wall = time.monotonic() - self.started
+        self.console.print(f"[dim]timings: {escape(parts)}; stages {total:.1f}s, wall {wall:.1f}s[/]")
 
     def interrupted(self, cause: str, outcome: str) -> None:
         """The one report of an interrupt: which stage it cut short, by what, and what was cleaned up."""
