@@ -40,6 +40,7 @@ from bootkiln.core.lease import (
     read_lease_book,
 )
 from bootkiln.errors import EnvironmentProblem, InputError, InternalError
+from bootkiln.formats.arch import ENGINE_NAMES, debian_arch
 
 Network = Literal["host", "none"]
 # Older bootkiln labelled its objects with `host:pid` only; they are still judged that way, on their host.
@@ -190,6 +191,16 @@ class Engine:
     warn: Callable[[str], None]
     lease: Lease | None = None
     _dropped_caps: list[str] | None = field(default=None)
+
+    def architecture(self) -> str:
+        """The Debian architecture of the engine's host: what a builder container runs natively there."""
+        reported = str(self.client.info().get("Architecture", ""))
+        name = debian_arch(reported)
+        if name is None:
+            raise EnvironmentProblem(f"the Docker engine at {self.endpoint.url} runs on {reported or 'an unnamed'} "
+                                     f"architecture; bootkiln's builder runs on: {', '.join(sorted(ENGINE_NAMES))}",
+                                     hint="use an engine on an x86-64 or arm64 host (DOCKER_HOST / docker context)")
+        return name
 
     def labels(self) -> dict[str, str]:
         if self.lease is None:

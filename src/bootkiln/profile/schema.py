@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ByteSize, Field, field_validator
+from pydantic import ByteSize, Field, field_validator, model_validator
 
 from bootkiln.errors import InputError
+from bootkiln.formats.arch import SUPPORTED
 from bootkiln.paths import project_root
 from bootkiln.profile.aws import AwsSettings
 from bootkiln.profile.model import StrictModel
@@ -34,9 +35,9 @@ class DebianSettings(StrictModel):
         default="bookworm",
         description="Debian suite or codename to bootstrap",
     )
-    architecture: Literal["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"] = Field(
+    architecture: str = Field(
         default="amd64",
-        description="Debian architecture",
+        description=f"the target's Debian architecture: {', '.join(f'`{name}`' for name in SUPPORTED)}",
     )
     mirror: str = Field(
         default="http://deb.debian.org/debian",
@@ -62,6 +63,13 @@ class DebianSettings(StrictModel):
         description="override SOURCE_DATE_EPOCH (otherwise the snapshot time or the Release file's Date)",
         json_schema_extra={"shown_default": "from the archive"},
     )
+
+    @field_validator("architecture")
+    @classmethod
+    def _supported_architecture(cls, value: str) -> str:
+        if value not in SUPPORTED:
+            raise ValueError(f"{value!r} is not a supported architecture; bootkiln builds for: {', '.join(SUPPORTED)}")
+        return value
 
     @field_validator("mirror")
     @classmethod
@@ -127,8 +135,15 @@ DEFAULT_MODULES = [
     # filesystems the images read or make
     "ext4", "vfat", "iso9660", "squashfs", "overlay",
 ]
-KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64", "i386": "686-pae", "armhf": "armmp",
-                   "ppc64el": "powerpc64le", "s390x": "s390x", "riscv64": "riscv64"}
+# Per target architecture where it differs: arm64 machines are QEMU's virt and EC2 Graviton (Nitro:
+# nvme, ena); there is no Xen guest there.
+DEFAULT_MODULES_FOR = {
+    "arm64": ["virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "nvme", "ena",
+              "ext4", "vfat", "iso9660", "squashfs", "overlay"],
+}
+KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64"}
+# The first serial port's name where it is not ttyS0 (QEMU virt's and Graviton's PL011).
+SERIAL_CONSOLES = {"arm64": "ttyAMA0"}
 
 
 class KernelSettings(StrictModel):
@@ -152,7 +167,8 @@ class KernelSettings(StrictModel):
     modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
         default_factory=lambda: list(DEFAULT_MODULES),
         description="modules to carry; their dependencies come along",
-        json_schema_extra={"shown_default": "virtio, nvme, ena, xen, ext4, vfat, iso9660, squashfs, overlay"},
+        json_schema_extra={"shown_default": "virtio, nvme, ena, xen (amd64 only), ext4, vfat, iso9660, squashfs, "
+                           "overlay"},
     )
 
     @field_validator("apt_source")
@@ -471,6 +487,29 @@ class Profile(StrictModel):
     userdata: UserdataSettings = Field(default_factory=UserdataSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _defaults_for_architecture(self) -> Profile:
+        """Unset keys whose default depends on the target architecture take that architecture's value
+        (amd64's are the fields' own defaults); BIOS boot modes are refused where there is no BIOS."""
+        arch = self.debian.architecture
+        if arch == "amd64":
+            return self
+        serial = SERIAL_CONSOLES[arch]
+        defaults: dict[str, tuple[str, Any]] = {
+            "kernel": ("modules", list(DEFAULT_MODULES_FOR[arch])),
+            "iso": ("cmdline", self.iso.cmdline.replace("ttyS0", serial)),
+            "disk": ("cmdline", self.disk.cmdline.replace("ttyS0", serial)),
+            "boot": ("modes", [mode for mode in self.boot.modes if mode.startswith(("uefi", "disk-uefi"))]),
+        }
+        for table, (key, value) in defaults.items():
+            settings = getattr(self, table)
+            if key not in settings.model_fields_set:
+                object.__setattr__(self, table, settings.model_copy(update={key: value}))
+        if bios := [mode for mode in self.boot.modes if "bios" in mode]:
+            raise ValueError(f"boot.modes: {', '.join(bios)}: {arch} machines have no BIOS; "
+                             "use the UEFI modes (uefi-cd, uefi-usb, disk-uefi)")
+        return self
 
     @property
     def where(self) -> str:

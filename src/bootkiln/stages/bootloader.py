@@ -1,26 +1,45 @@
-"""bootloader stage: BIOS (isolinux) and UEFI (GRUB in a FAT image) boot files for a hybrid ISO.
+"""bootloader stage: BIOS (isolinux) and UEFI (GRUB in a FAT image) boot files for the target's ISO.
 
-Script: scripts/bootloader.sh. The files come from Debian's packages in the builder image, so
-the builder image's identity is part of the key; no network is needed.
+Script: scripts/bootloader.sh. For amd64 the files come from Debian's packages in the builder image,
+so the builder image's identity is part of the key and no network is needed. arm64 boots UEFI only;
+its GRUB modules come from the profile's archive (grub-efi-arm64-bin), and the builder's grub-mkimage
+makes BOOTAA64.EFI from them.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bootkiln.core.archguard import require_efi_image
 from bootkiln.core.runner import Builder
+from bootkiln.formats.arch import ARCHES
+from bootkiln.profile.schema import Profile
 from bootkiln.stages.artifacts import ISO_MARKER
-from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
+from bootkiln.stages.base import (
+    Inputs,
+    StageBase,
+    StageContext,
+    add_scripts,
+    archive_env,
+    base_fingerprint,
+    scripts_upload,
+)
 
 SCRIPT = "bootloader.sh"
+BIOS_FILES = ("isolinux.bin", "ldlinux.c32", "isohdpfx.bin")
 
 
 class BootloaderStage(StageBase):
     name = "bootloader"
     requires: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ("isolinux.bin", "ldlinux.c32", "isohdpfx.bin", "efiboot.img",
-                                "bootloader-packages.tsv")
+    outputs: tuple[str, ...] = (*BIOS_FILES, "efiboot.img", "bootloader-packages.tsv")
+
+    def outputs_for(self, profile: Profile) -> tuple[str, ...]:
+        if ARCHES[profile.debian.architecture].bios:
+            return self.outputs
+        return tuple(name for name in self.outputs if name not in BIOS_FILES)
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (
@@ -29,13 +48,36 @@ class BootloaderStage(StageBase):
             .add_text("epoch", str(ctx.archive.source_date_epoch))
             .add_text("marker", ISO_MARKER)
         )
+        if self._foreign_grub(ctx):
+            # The target's GRUB modules come from the profile's archive.
+            fingerprint.add_text("arch", ctx.profile.debian.architecture)
+            fingerprint.add_json("archive", ctx.archive.identity())
         return add_scripts(fingerprint, SCRIPT).hexdigest()
 
+    @staticmethod
+    def _foreign_grub(ctx: StageContext) -> bool:
+        return ctx.profile.debian.architecture != "amd64"
+
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
-        env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_ISO_MARKER": ISO_MARKER}
-        ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
-                       where=Builder(image=ctx.builder.tag, network="none", env=env,
-                                     uploads=[scripts_upload(ctx, SCRIPT)], collect=[("/work/out", scratch)]),
-                       hint="making the boot files failed; the builder image may lack isolinux or GRUB")
+        target = ctx.profile.debian.architecture
+        hint = "making the boot files failed; the builder image may lack isolinux or GRUB"
+        if not self._foreign_grub(ctx):
+            env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_ISO_MARKER": ISO_MARKER}
+            ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
+                           where=Builder(image=ctx.builder.tag, network="none", env=env,
+                                         uploads=[scripts_upload(ctx, SCRIPT)], collect=[("/work/out", scratch)]),
+                           hint=hint)
+        else:
+            engine = ctx.runner.engine
+            assert engine is not None
+            env = {**archive_env(ctx), "BK_ISO_MARKER": ISO_MARKER}
+            with engine.volume(self.name) as volume:
+                online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
+                                 uploads=[scripts_upload(ctx, SCRIPT)])
+                ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
+                               hint=f"could not download grub-efi-{target}-bin; check the mirror")
+                ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
+                               where=replace(online, network="none", collect=[("/work/out", scratch)]), hint=hint)
+        efi_binaries = require_efi_image(scratch / "efiboot.img", target)
         packages = dict(line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines())
-        return {"packages": packages}
+        return {"packages": packages, "efi_binaries": efi_binaries}

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bootkiln.core.archguard import require_elf_file
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
 from bootkiln.profile.loader import busybox_config
@@ -110,6 +111,7 @@ class BusyboxStage(StageBase):
             ctx.runner.run(["/bootkiln/" + SCRIPT, "compile"], stage=self.name,
                            where=replace(online, network="none", collect=[("/work/out", scratch)]),
                            hint="busybox did not compile with this configuration; the compiler output is above")
+        require_elf_file(scratch / "busybox", ctx.profile.debian.architecture, "the compiled busybox")
         applets = (scratch / "applets.txt").read_text().split()
         names = {path.rsplit("/", 1)[-1] for path in applets}
         absent = [applet for applet in ctx.profile.busybox.applets if applet not in names]

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bootkiln.core.archguard import require_deb, require_kernel_image, require_modules
 from bootkiln.core.archive import fetch_with_retries
 from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
@@ -49,6 +50,11 @@ class KernelStage(StageBase):
     def outputs_for(self, profile: Profile) -> tuple[str, ...]:
         # Installer profiles also carry the modules of the system they install.
         return (*self.outputs, TARGET_MODULES) if profile.installer.target_modules else self.outputs
+
+    def check(self, profile: Profile) -> None:
+        deb = kernel_deb(profile)
+        if deb is not None:
+            require_deb(deb, profile.debian.architecture, f"{profile.where}: key 'kernel.deb'")
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         kernel = ctx.profile.kernel
@@ -102,6 +108,13 @@ class KernelStage(StageBase):
                     ) from None
                 raise
         facts = kernel_facts(scratch / "kernel.txt")
+        target = ctx.profile.debian.architecture
+        if facts.get("architecture") not in (target, "all"):
+            raise InputError(f"{ctx.profile.where}: the kernel package {facts['package']} is for "
+                             f"{facts.get('architecture')}, but debian.architecture is {target}",
+                             hint="name a kernel package of the target architecture in kernel.package")
+        require_kernel_image(scratch / "vmlinuz", target)
+        require_modules(scratch / "modules.tar", target)
         return {"version": facts["version"], "package": facts["package"],
                 "package_version": facts["package_version"], "package_sha256": facts["package_sha256"],
                 "modules": facts["modules"], "builtin": facts["builtin"]}
