@@ -111,11 +111,13 @@ def test_engine_architecture_names() -> None:
 
 
 def test_the_manifest_names_target_builder_and_how_foreign_binaries_ran() -> None:
-    assert architectures("amd64", "amd64", {"iso"})["foreign_binaries"]["method"] == "none"
-    cross = architectures("arm64", "amd64", {"busybox", "kernel", "iso"})
+    assert architectures("amd64", "amd64", {"iso": {}})["foreign_binaries"]["method"] == "none"
+    cross = architectures("arm64", "amd64", {"busybox": {}, "kernel": {}, "iso": {}})
     assert (cross["target"], cross["builder"], cross["foreign_binaries"]["method"]) == ("arm64", "amd64", "cross")
     assert "cross-compiled" in cross["foreign_binaries"]["stages"]["busybox"]
-    assert architectures("arm64", "amd64", {"rootfs"})["foreign_binaries"]["method"] == "cross+qemu-user"
+    emulated = architectures("arm64", "amd64", {"rootfs": {"foreign_binaries": "qemu-user via binfmt_misc (x)"}})
+    assert emulated["foreign_binaries"]["method"] == "cross+qemu-user"
+    assert "qemu-user via binfmt_misc (x)" in emulated["foreign_binaries"]["stages"]["rootfs"]
 
 
 # --- readers ------------------------------------------------------------------------------------

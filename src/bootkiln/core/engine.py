@@ -202,6 +202,11 @@ class Engine:
                                      hint="use an engine on an x86-64 or arm64 host (DOCKER_HOST / docker context)")
         return name
 
+    def rootless(self) -> bool:
+        """Whether the engine runs without root (it cannot mount binfmt_misc or register handlers)."""
+        options = self.client.info().get("SecurityOptions") or []
+        return any("name=rootless" in str(option) for option in options)
+
     def labels(self) -> dict[str, str]:
         if self.lease is None:
             raise InternalError("a container or volume was about to be made without a lease; use connect()")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -63,7 +64,7 @@ def input_digests(profile: Profile) -> dict[str, str]:
     return digests
 
 
-def architectures(target: str, builder: str, stages: set[str]) -> dict[str, Any]:
+def architectures(target: str, builder: str, stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The target's and the builder's architectures, and how binaries of the target ran in the build."""
     foreign: dict[str, Any]
     if target == builder:
@@ -71,8 +72,9 @@ def architectures(target: str, builder: str, stages: set[str]) -> dict[str, Any]
     else:
         ran = {"busybox": f"cross-compiled with the builder's {builder}->{target} toolchain, never run",
                "kernel": "unpacked with dpkg-deb, never run", "bootloader": "GRUB modules unpacked, never run"}
-        if stages & {"rootfs", "nfsroot", "payload", "disk"}:
-            ran["rootfs"] = "maintainer scripts run under qemu-user-static (binfmt_misc, F flag)"
+        if "rootfs" in stages:
+            how = stages["rootfs"].get("foreign_binaries", "qemu-user via binfmt_misc")
+            ran["rootfs"] = f"mmdebstrap ran the maintainer scripts under {how}"
         foreign = {"method": "cross" if set(ran) <= {"busybox", "kernel", "bootloader"} else "cross+qemu-user",
                    "stages": {name: how for name, how in sorted(ran.items()) if name in stages}}
     return {"target": target, "builder": builder, "foreign_binaries": foreign}
@@ -87,8 +89,7 @@ def new_manifest(profile: Profile, archive: dict[str, Any], builder: dict[str, A
         "profile_file": str(profile.source) if profile.source else None,
         "archive": archive,
         "builder": builder,
-        "architectures": architectures(profile.debian.architecture, builder.get("architecture", "amd64"),
-                                       set(stages)),
+        "architectures": architectures(profile.debian.architecture, builder.get("architecture", "amd64"), stages),
         "inputs": input_digests(profile),
         "stages": stages,
         "artifacts": artifacts,
