@@ -80,4 +80,9 @@ else
         dpkg-query -W -f '${Package}\t${Version}\n' grub-common mtools dosfstools
     } > "$OUT/bootloader-packages.tsv"
 fi
+if [ "$BK_ARCH" != amd64 ]; then
+    # The disk stage makes its own GRUB image from the same modules.
+    tar --create --file "$OUT/grub-modules.tar" --directory "$GRUB_DIR" --sort=name --numeric-owner \
+        --owner=0 --group=0 --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --format=gnu .
+fi
 echo "bootloader: $EFI_NAME ${efi_bytes} bytes, efiboot.img ${kib} KiB"

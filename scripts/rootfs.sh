@@ -31,11 +31,6 @@ bootstrap() {
     # Arguments may take a quarter of the stack limit (at most 6 MiB): room for a long list.
     ulimit -S -s 65536 2>/dev/null || true
     rm -rf "$ROOT"
-    if [ "$BK_ARCH" != "${BK_BUILDER_ARCH:-$BK_ARCH}" ]; then
-        # The target's maintainer scripts run under qemu-user. Since Linux 6.7 binfmt_misc entries
-        # live only as long as a mount of it: where the host keeps none, register in this container.
-        /bootkiln/binfmt.sh "$BK_ARCH"
-    fi
     # The sources list (mirror or snapshot, components) is written by bootkiln: see archive.sources_list.
     mmdebstrap "${args[@]}" "$BK_SUITE" "$ROOT" /bootkiln/apt/sources.list
 }
@@ -96,6 +91,12 @@ finalise() {
     reproducible_tar "$OUT/rootfs.tar" "$ROOT"
     echo "rootfs: $(wc -l < "$OUT/packages.tsv") packages, $(du -h "$OUT/rootfs.tar" | cut -f1) tarball"
 }
+
+if [ "$BK_ARCH" != "${BK_BUILDER_ARCH:-$BK_ARCH}" ]; then
+    # Both steps run the target's binaries in a chroot, under qemu-user. Since Linux 6.7 binfmt_misc
+    # entries live only as long as a mount of it: where the host keeps none, register in this container.
+    /bootkiln/binfmt.sh "$BK_ARCH"
+fi
 
 case "${1:-}" in
     bootstrap) bootstrap ;;

@@ -21,7 +21,8 @@ from tests.fixtures import (
     session_build,
 )
 
-__all__ = ["arm64_build", "default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer", "session_build"]
+__all__ = ["arm64_build", "default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer",
+           "session_build"]
 
 
 @pytest.fixture(scope="session")

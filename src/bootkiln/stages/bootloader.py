@@ -16,7 +16,7 @@ from bootkiln.core.archguard import require_efi_image
 from bootkiln.core.runner import Builder
 from bootkiln.formats.arch import ARCHES
 from bootkiln.profile.schema import Profile
-from bootkiln.stages.artifacts import ISO_MARKER
+from bootkiln.stages.artifacts import GRUB_MODULES, ISO_MARKER
 from bootkiln.stages.base import (
     Inputs,
     StageBase,
@@ -39,7 +39,7 @@ class BootloaderStage(StageBase):
     def outputs_for(self, profile: Profile) -> tuple[str, ...]:
         if ARCHES[profile.debian.architecture].bios:
             return self.outputs
-        return tuple(name for name in self.outputs if name not in BIOS_FILES)
+        return (*(name for name in self.outputs if name not in BIOS_FILES), GRUB_MODULES)
 
     def key(self, ctx: StageContext, inputs: Inputs) -> str:
         fingerprint = (

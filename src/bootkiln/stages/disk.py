@@ -18,8 +18,9 @@ from typing import Any
 from bootkiln.core.engine import Upload
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
+from bootkiln.formats.arch import ARCHES
 from bootkiln.profile.schema import Profile, carries_payload, is_installer
-from bootkiln.stages.artifacts import PAYLOAD_FILES
+from bootkiln.stages.artifacts import GRUB_MODULES, PAYLOAD_FILES
 from bootkiln.stages.base import (
     Inputs,
     StageBase,
@@ -40,9 +41,11 @@ class DiskStage(StageBase):
 
     def requires_for(self, profile: Profile) -> tuple[str, ...]:
         # An installer's disk boots the installer: no rootfs, but its offline payload if it carries one.
+        # A UEFI-only target's GRUB modules come from the bootloader stage (the builder has amd64's only).
+        efi_only = () if ARCHES[profile.debian.architecture].bios else ("bootloader",)
         if profile.disk.layout == "installer":
-            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()))
-        return self.requires
+            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()), *efi_only)
+        return (*self.requires, *efi_only)
 
     def check(self, profile: Profile) -> None:
         require_initramfs_stage(profile, "disk.stage", profile.disk.stage)
@@ -59,6 +62,8 @@ class DiskStage(StageBase):
             files.append(("rootfs.tar", inputs["rootfs"].artifact("rootfs.tar")))
         if "payload" in inputs:
             files += [(f"payload/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
+        if "bootloader" in inputs:
+            files.append((GRUB_MODULES, inputs["bootloader"].artifact(GRUB_MODULES)))
         return files
 
     def seed(self, ctx: StageContext) -> str:
@@ -98,7 +103,8 @@ class DiskStage(StageBase):
         stage = ctx.profile.initramfs.stage if disk.layout == "installer" else disk.stage
         env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch), "BK_SIZE": str(int(disk.size)),
                "BK_ESP_MIB": str(int(disk.esp_size) >> 20), "BK_SEED": self.seed(ctx),
-               "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout}
+               "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout,
+               "BK_ARCH": ctx.profile.debian.architecture}
         with tempfile.TemporaryDirectory(prefix="bootkiln-disk-") as folder:
             # The rootfs is large: stream it to the container from a file rather than from memory.
             bundle = Path(folder) / "inputs.tar"
