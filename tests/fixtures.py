@@ -130,6 +130,12 @@ def arm64_build(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFa
     return build
 
 
+@pytest.fixture(scope="session")
+def arm64_disk(arm64_build: Build) -> StageResult:
+    """The arm64 rescue profile's UEFI-only disk image: its rootfs is bootstrapped under qemu-user."""
+    return arm64_build.disk()
+
+
 @dataclass(frozen=True)
 class DisklessBuild:
     build: Build

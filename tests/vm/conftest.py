@@ -12,6 +12,7 @@ from tests.conftest import component_missing
 from tests.fixtures import (
     SessionBuild,
     arm64_build,
+    arm64_disk,
     default_disk,
     default_iso,
     diskless,
@@ -21,8 +22,8 @@ from tests.fixtures import (
     session_build,
 )
 
-__all__ = ["arm64_build", "default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer",
-           "session_build"]
+__all__ = ["arm64_build", "arm64_disk", "default_disk", "default_iso", "diskless", "diskless_live", "engine",
+           "installer", "session_build"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from bootkiln.formats.arch import elf_machine, kernel_image_arch
 from bootkiln.formats.gpt import read_primary
 from bootkiln.pipeline import Build
 from bootkiln.profile.schema import BootMode
+from bootkiln.stages.base import StageResult
 from bootkiln.verify.boottest import MARKER, on_machine
 from bootkiln.verify.qemu import boot, find_ovmf, qemu_argv
 
@@ -50,6 +51,24 @@ def test_arm64_iso_boots_under_uefi_to_an_aarch64_marker(mode: BootMode, arm64_b
     assert result.passed, "\n".join(result.tail)
     assert on_machine(result, "aarch64").passed, "\n".join(result.tail)
     assert not on_machine(result, "x86_64").passed, "a marker from another machine is refused"
+
+
+def test_arm64_disk_image_boots_its_ext4_root(arm64_build: Build, arm64_disk: StageResult, qemu_arm64_ready: None,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    image = arm64_disk.artifact("disk.img")
+    with image.open("rb") as handle:
+        entries = read_primary(handle)
+    assert entries[0].type_guid == ESP_TYPE and len(entries) == 2, "UEFI only: an ESP and the root, no BIOS boot"
+    rootfs = arm64_build.stage("rootfs")
+    assert "qemu-user via binfmt_misc" in rootfs.metadata["foreign_binaries"]
+    reporter = Reporter(quiet_output=True)
+    result = boot(Runner(reporter), reporter, "disk-uefi", image, marker=f"{MARKER} stage=root", accel="tcg",
+                  memory=1024, timeout=300, arch="arm64")
+    with capsys.disabled():
+        print(f"\n  arm64 disk-uefi: marker after {result.seconds:.1f}s (tcg)")
+    assert result.passed, "\n".join(result.tail)
+    marker = next(line for line in result.tail if MARKER in line)
+    assert "os=Debian GNU/Linux 12 (bookworm)" in marker and "arch=aarch64" in marker
 
 
 def test_arm64_boots_use_virt_and_aavmf(tmp_path: Path, qemu_arm64_ready: None) -> None:
