@@ -210,3 +210,18 @@ def test_a_kernel_deb_for_another_architecture_is_refused_before_any_container(
     (tmp_path / "junk.deb").write_bytes(b"not a package")
     with pytest.raises(InputError, match="not a readable Debian package"):
         require_deb(tmp_path / "junk.deb", "arm64", "here")
+
+
+def test_a_busybox_config_that_pins_an_architecture_is_refused_before_any_container(
+        write_profile: WriteProfile, tmp_path: Path) -> None:
+    original = (Path(__file__).resolve().parents[2] / "configs" / "busybox.config").read_text()
+    for setting, named in (('CONFIG_EXTRA_CFLAGS="-O2 -march=x86-64-v2"', "-march=x86-64-v2"),
+                           ('CONFIG_CROSS_COMPILER_PREFIX="x86_64-linux-gnu-"', "CROSS_COMPILER_PREFIX")):
+        key = setting.split("=", 1)[0]
+        (tmp_path / "busybox.config").write_text(original.replace(f'{key}=""', setting))
+        profile = load_profile(str(write_profile('[debian]\narchitecture = "arm64"\n'
+                                                 '[busybox]\nconfig = "busybox.config"\n')))
+        with pytest.raises(InputError) as caught:
+            preflight(profile, ("iso",))
+        assert "busybox.config" in caught.value.message and named in caught.value.message
+        assert "arm64" in caught.value.message

@@ -102,7 +102,7 @@ class KernelStage(StageBase):
                 if failure.status == UNKNOWN_MODULES_STATUS and unknown:
                     key = "kernel.modules" if set(unknown[0]) & set(kernel.modules) else "installer.target_modules"
                     raise InputError(
-                        f"{ctx.profile.where}: key '{key}': the kernel package "
+                        f"{ctx.profile.where}: key '{key}': the {ctx.profile.debian.architecture} kernel package "
                         f"has no module named {', '.join(repr(m) for m in unknown[0])}",
                         hint="check the spelling (modinfo names, e.g. virtio_blk), or pick another kernel",
                     ) from None
