@@ -45,8 +45,9 @@ native_compile() {
         CONFIG_EXTRA_CFLAGS="-ffile-prefix-map=/work=/build -isystem /work/kinc"
 }
 
-# For another architecture: Debian's cross toolchain and its static glibc (there is no musl cross
-# toolchain in Debian); the kernel headers come with libc6-dev-<arch>-cross.
+# arm64: Debian's <triplet>-gcc and static glibc (there is no musl cross toolchain in Debian): on an
+# amd64 builder gcc-aarch64-linux-gnu with libc6-dev-arm64-cross (which brings the kernel headers),
+# on an arm64 builder the native gcc under the same name.
 cross_compile() {
     command -v "${TRIPLET}-gcc" > /dev/null || {
         echo "busybox.sh: the builder has no ${TRIPLET}-gcc to compile busybox for $BK_ARCH" >&2; exit 3; }
@@ -67,7 +68,12 @@ compile() {
              "regenerate it with configs/busybox-gen-config.sh" >&2
         exit 3
     fi
-    if [ "$BK_ARCH" = "$BK_BUILDER_ARCH" ]; then
+    # The toolchain follows the target only, never the builder, so every builder makes the same bytes:
+    # amd64 is musl (musl-gcc, which exists on amd64 builders only), arm64 Debian's aarch64-linux-gnu
+    # gcc with static glibc (a cross compiler on amd64, the native one on arm64).
+    if [ "$BK_ARCH" = amd64 ]; then
+        [ "$BK_BUILDER_ARCH" = amd64 ] || {
+            echo "busybox.sh: building an amd64 busybox on a $BK_BUILDER_ARCH builder is not supported yet" >&2; exit 3; }
         native_compile "$version"
     else
         cross_compile "$version"
@@ -95,8 +101,10 @@ compile() {
     fi
     echo "$version" > "$OUT/version.txt"
     cp /work/source.sha256 "$OUT/source.sha256"
-    if [ "$BK_ARCH" = "$BK_BUILDER_ARCH" ]; then
+    if [ "$BK_ARCH" = amd64 ]; then
         dpkg-query -W -f '${Package}\t${Version}\n' gcc-12 binutils musl-dev linux-libc-dev make > "$OUT/toolchain.tsv"
+    elif [ "$BK_ARCH" = "$BK_BUILDER_ARCH" ]; then
+        dpkg-query -W -f '${Package}\t${Version}\n' gcc-12 binutils libc6-dev linux-libc-dev make > "$OUT/toolchain.tsv"
     else
         dpkg-query -W -f '${Package}\t${Version}\n' "gcc-12-$TRIPLET" "binutils-$TRIPLET" "libc6-dev-$BK_ARCH-cross" \
             "linux-libc-dev-$BK_ARCH-cross" make > "$OUT/toolchain.tsv"
