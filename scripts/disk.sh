@@ -35,6 +35,15 @@ OUT=/work/out
 W=/work/disk
 G_PC=/usr/lib/grub/i386-pc
 rm -rf "$W" "$OUT" && mkdir -p "$W" "$OUT"
+# arm64 (BK_ARCH): UEFI only. No BIOS boot partition and no BIOS boot code (the ESP is p1, the root
+# p2); GRUB arm64-efi from the target's modules (/bootkiln/in/grub-modules.tar) as BOOTAA64.EFI.
+ARCH=${BK_ARCH:-amd64}
+case "$ARCH" in
+    amd64) EFI_FORMAT=x86_64-efi EFI_NAME=BOOTX64.EFI EFI_EXTRA="efi_gop efi_uga" BIOS=1 ;;
+    arm64) EFI_FORMAT=arm64-efi EFI_NAME=BOOTAA64.EFI EFI_EXTRA="efi_gop" BIOS=
+        G_EFI=$W/grub-efi && mkdir -p "$G_EFI" && tar -x -f "$IN/grub-modules.tar" -C "$G_EFI" ;;
+    *) echo "disk.sh: no boot loader for $ARCH" >&2; exit 3 ;;
+esac
 IMG=$OUT/disk.img
 
 die() { echo "disk.sh: $*" >&2; exit 1; }
@@ -73,7 +82,7 @@ first-lba: 34
 last-lba: $LAST_USABLE
 sector-size: 512
 
-start=$P1_START, size=$P1_SIZE, type=21686148-6449-6E6F-744E-656564454649, uuid=$P1_UUID, name="bios-boot"
+$([ -n "$BIOS" ] && echo "start=$P1_START, size=$P1_SIZE, type=21686148-6449-6E6F-744E-656564454649, uuid=$P1_UUID, name=\"bios-boot\"")
 start=$P2_START, size=$P2_SIZE, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$P2_UUID, name="esp"
 start=$P3_START, size=$P3_SIZE, type=$P3_TYPE, uuid=$P3_UUID, name="$P3_NAME"
 EOF
@@ -164,7 +173,10 @@ configfile (\$root)$BOOT/grub/grub.cfg
 echo "bootkiln: cannot load grub.cfg from the ext4 filesystem $FS_UUID"
 EOF
 MODULES="part_gpt ext2 search search_fs_uuid normal linux boot serial terminal echo configfile test"
-grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/grub" $MODULES biosdisk
+if [ -n "$BIOS" ]; then
+    # shellcheck disable=SC2086
+    grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/grub" $MODULES biosdisk
+fi
 
 # --- 5. the ESP: FAT32 without a mount (mkfs.vfat -C, then mcopy of a pre-dated tree) ---------------
 # UEFI boots Debian's signed chain, so Secure Boot with Microsoft's keys needs no setting. shim
@@ -172,7 +184,11 @@ grub-mkimage -O i386-pc -d $G_PC -o "$W/core.img" -c "$W/embed.cfg" -p "$BOOT/gr
 # GRUB's prefix is /EFI/debian on the ESP, where it sources grub.cfg: the same search as core.img's.
 # Signed binaries are copied byte for byte from the archive, so the image stays reproducible.
 mkdir -p "$W/esp/EFI/BOOT"
-if [ -n "${BK_UKI:-}" ]; then
+if [ "$ARCH" != amd64 ]; then  # no Secure Boot images for other architectures yet (docs/secureboot.md)
+    # shellcheck disable=SC2086
+    grub-mkimage -O $EFI_FORMAT -d "$G_EFI" -o "$W/esp/EFI/BOOT/$EFI_NAME" -c "$W/embed.cfg" -p "$BOOT/grub" \
+        $MODULES fat $EFI_EXTRA
+elif [ -n "${BK_UKI:-}" ]; then
     # The profile's own key: its signed UKI carries the kernel, the initramfs and this command line,
     # which the host computed the same way (stages/artifacts.py): check, as a UKI cannot be changed.
     objcopy -O binary --only-section=.cmdline "$BK_UKI" "$W/uki-cmdline.txt"
@@ -185,8 +201,9 @@ elif [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
     install -m 0644 /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed "$W/esp/EFI/BOOT/grubx64.efi"
     install -m 0644 "$W/embed.cfg" "$W/esp/EFI/debian/grub.cfg"
 else  # secureboot = false: an unsigned GRUB with the search built in
+    # shellcheck disable=SC2086
     grub-mkimage -O x86_64-efi -d /usr/lib/grub/x86_64-efi -o "$W/esp/EFI/BOOT/BOOTX64.EFI" -c "$W/embed.cfg" \
-        -p "$BOOT/grub" $MODULES fat efi_gop efi_uga
+        -p "$BOOT/grub" $MODULES fat $EFI_EXTRA
 fi
 find "$W/esp" -exec touch -h -d "@$SDE" {} +
 # FAT32 needs 65525 clusters: a small ESP (an installer's 128 MiB image) is FAT16, which UEFI
@@ -205,6 +222,7 @@ dd if="$W/root.ext4" of="$IMG" bs=65536 seek=$(( P3_START / 128 )) conv=notrunc,
 #   boot.img 0x5c  u64 LBA of core.img's first sector; 0x64 boot drive 0xff (use %dl);
 #            0x66  the floppy drive check becomes two NOPs; the BPB and partition table stay the disk's
 #   core.img 0x1f4 diskboot's blocklist: u64 LBA of core.img's second sector (length set by mkimage)
+bios_boot_code() {
 put_bytes() {  # put_bytes FILE OFFSET HEX...
     local file=$1 offset=$2
     shift 2
@@ -226,6 +244,8 @@ put_bytes "$W/boot.img" $(( 0x64 )) ff
 put_bytes "$W/boot.img" $(( 0x66 )) 90 90
 dd if="$W/boot.img" of="$IMG" bs=1 count=3 conv=notrunc status=none
 dd if="$W/boot.img" of="$IMG" bs=1 skip=$(( 0x5a )) seek=$(( 0x5a )) count=$(( 0x1b8 - 0x5a )) conv=notrunc status=none
+}
+if [ -n "$BIOS" ]; then bios_boot_code; fi
 
 # --- 8. checks and the record of identifiers -------------------------------------------------------
 sfdisk --verify "$IMG" > "$W/verify.log" 2>&1 || { cat "$W/verify.log" >&2; die "sfdisk --verify failed"; }
@@ -233,7 +253,7 @@ sfdisk --verify "$IMG" > "$W/verify.log" 2>&1 || { cat "$W/verify.log" >&2; die 
 [ "$(od -An -tx1 -j 450 -N 1 "$IMG" | tr -d ' ')" = ee ] || die "the protective MBR entry was lost"
 cat > "$OUT/disk-ids.txt" <<EOF
 disk_guid=$DISK_GUID
-bios_boot_partuuid=$P1_UUID
+$([ -n "$BIOS" ] && echo "bios_boot_partuuid=$P1_UUID")
 esp_partuuid=$P2_UUID
 esp_serial=$ESP_SERIAL
 root_partuuid=$P3_UUID

@@ -105,6 +105,7 @@ extract() {
         echo "version=$version"
         echo "package=$(dpkg-deb -f /work/deb/kernel.deb Package)"
         echo "package_version=$(dpkg-deb -f /work/deb/kernel.deb Version)"
+        echo "architecture=$(dpkg-deb -f /work/deb/kernel.deb Architecture)"
         echo "package_sha256=$(sha256sum /work/deb/kernel.deb | cut -d' ' -f1)"
         sort -u /work/resolved | sed 's/^/module=/'
         if [ -f /work/resolved.builtin ]; then sort -u /work/resolved.builtin | sed 's/^builtin /builtin=/'; fi

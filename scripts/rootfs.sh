@@ -92,6 +92,12 @@ finalise() {
     echo "rootfs: $(wc -l < "$OUT/packages.tsv") packages, $(du -h "$OUT/rootfs.tar" | cut -f1) tarball"
 }
 
+if [ "$BK_ARCH" != "${BK_BUILDER_ARCH:-$BK_ARCH}" ]; then
+    # Both steps run the target's binaries in a chroot, under qemu-user. Since Linux 6.7 binfmt_misc
+    # entries live only as long as a mount of it: where the host keeps none, register in this container.
+    /bootkiln/binfmt.sh "$BK_ARCH"
+fi
+
 case "${1:-}" in
     bootstrap) bootstrap ;;
     finalise) finalise ;;

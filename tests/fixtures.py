@@ -121,6 +121,21 @@ def profile_build(session_build: SessionBuild, tmp_path_factory: pytest.TempPath
     return Build(load_profile(profile), workspace=workspace, reporter=Reporter())
 
 
+@pytest.fixture(scope="session")
+def arm64_build(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The arm64 rescue profile with its UEFI-only ISO built on this host's builder (busybox
+    cross-compiled), once for the session; it shares the session's stage cache."""
+    build = profile_build(session_build, tmp_path_factory, "rescue-arm64", "arm64")
+    build.iso()
+    return build
+
+
+@pytest.fixture(scope="session")
+def arm64_disk(arm64_build: Build) -> StageResult:
+    """The arm64 rescue profile's UEFI-only disk image: its rootfs is bootstrapped under qemu-user."""
+    return arm64_build.disk()
+
+
 @dataclass(frozen=True)
 class DisklessBuild:
     build: Build

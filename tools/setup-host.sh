@@ -13,6 +13,9 @@ PACKAGES=(
     uidmap          # lets mmdebstrap run unprivileged on hosts where that is wanted
     qemu-system-x86 # boot tests: BIOS (SeaBIOS) and
     ovmf            #   UEFI firmware
+    qemu-system-arm #   arm64 images: qemu-system-aarch64 (virt, TCG on an x86 host)
+    qemu-efi-aarch64 #  and its UEFI firmware (AAVMF)
+    qemu-user-static # foreign (arm64) maintainer scripts and builders through binfmt_misc
     qemu-utils
     python3-venv
     cpio            # the unit tests read bootkiln's own cpio writer back with GNU cpio

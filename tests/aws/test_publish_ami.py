@@ -114,6 +114,19 @@ def test_same_build_is_not_published_twice_and_a_new_build_is_the_next_version(t
     assert tags(images[1])[TAG_MANIFEST] == second
 
 
+def test_an_arm64_image_is_registered_as_arm64_uefi(tmp_path: Path) -> None:
+    path = tmp_path / "pub.toml"
+    path.write_text(f'description = "publish test"\n[debian]\narchitecture = "arm64"\n[aws]\nami_name = "{FAMILY}"\n')
+    build(7)
+    recorder = Recorder()
+    assert publish(str(path), ("before-send.ec2", recorder.hook), ("before-send.ebs", recorder.hook)) == 0
+    sent = recorder.only("RegisterImage").form()
+    assert sent["Architecture"] == "arm64" and sent["BootMode"] == "uefi"
+    assert sent["EnaSupport"] == "true" and sent["VirtualizationType"] == "hvm"
+    [ami] = family()  # moto keeps no Architecture: what was sent is the check
+    assert tags(ami)[TAG_VERSION] == "1"
+
+
 def test_retention_deregisters_old_versions_and_deletes_their_snapshots(tmp_path: Path) -> None:
     profile = write_profile(tmp_path, f'ami_name = "{FAMILY}"\nretention = 2')
     snapshots = []

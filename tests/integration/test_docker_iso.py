@@ -198,3 +198,13 @@ def test_size_budgets_are_enforced_with_figures(default_iso: StageResult, sessio
     result = invoke(["build-iso", "--profile", str(profile)], env=session_build.env())
     assert result.returncode == 2, result.output
     assert f"the {stage} is" in result.output and "MiB" in result.output and f"{table}.max_size" in result.output
+
+
+def test_a_module_the_arm64_kernel_lacks_is_named(isolated: dict[str, str], tmp_path: Path) -> None:
+    # kvm_intel exists in the amd64 kernel package only: the arm64 package is the one searched.
+    profile = tmp_path / "arm.toml"
+    profile.write_text('[debian]\narchitecture = "arm64"\n[kernel]\nmodules = ["virtio_blk", "kvm_intel"]\n')
+    result = invoke(["build", "--profile", str(profile), "--stage", "kernel"], env=isolated)
+    assert result.returncode == 2, result.output
+    assert "'kvm_intel'" in result.output and "kernel.modules" in result.output
+    assert "the arm64 kernel package has no module named 'kvm_intel'" in result.output

@@ -56,15 +56,22 @@ def test_what_is_not_a_pe_file_is_corrupt(data: bytes) -> None:
         read_pe(data)
 
 
-def make_deb(path: Path, vmlinuz: bytes) -> Path:
+def tar_of(files: list[tuple[str, bytes]]) -> bytes:
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as archive:
-        for name, content in [("./usr/share/doc/x/copyright", b"c"), ("./boot/vmlinuz-6.1.0-test-amd64", vmlinuz)]:
+        for name, content in files:
             info = tarfile.TarInfo(name)
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
-    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", lzma.compress(b"")),
-               ("data.tar.xz", lzma.compress(data.getvalue()))]
+    return data.getvalue()
+
+
+def make_deb(path: Path, vmlinuz: bytes) -> Path:
+    # The control file too: the architecture guard reads it before the kernel is looked at.
+    control = tar_of([("./control", b"Package: linux-image-6.1.0-test-amd64\nArchitecture: amd64\n")])
+    data = tar_of([("./usr/share/doc/x/copyright", b"c"), ("./boot/vmlinuz-6.1.0-test-amd64", vmlinuz)])
+    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", lzma.compress(control)),
+               ("data.tar.xz", lzma.compress(data))]
     blob = b"!<arch>\n"
     for name, content in members:
         blob += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(content):<10}`\n".encode() + content

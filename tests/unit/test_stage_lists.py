@@ -59,7 +59,8 @@ class Context:
 
     @property
     def builder(self) -> Any:
-        return type("BuilderImage", (), {"tag": "bootkiln-builder:test", "image_id": "sha256:test"})()
+        return type("BuilderImage", (), {"tag": "bootkiln-builder:test", "image_id": "sha256:test",
+                                         "architecture": "amd64"})()
 
 
 def uploaded_files(builder: Builder) -> dict[str, bytes]:

@@ -11,6 +11,8 @@ from bootkiln.verify.qemu import Accel, choose_accel, find_ovmf, qemu_binary
 from tests.conftest import component_missing
 from tests.fixtures import (
     SessionBuild,
+    arm64_build,
+    arm64_disk,
     default_disk,
     default_iso,
     diskless,
@@ -21,13 +23,22 @@ from tests.fixtures import (
     session_build,
 )
 
-__all__ = ["default_disk", "default_iso", "diskless", "diskless_live", "engine", "installer", "ownkey",
-           "session_build"]
+__all__ = ["arm64_build", "arm64_disk", "default_disk", "default_iso", "diskless", "diskless_live", "engine",
+           "installer", "ownkey", "session_build"]
 
 
 @pytest.fixture(scope="session")
 def accel(session_build: SessionBuild, qemu_ready: None) -> Accel:
     return choose_accel(Runner(Reporter()), session_build.build.stage("kernel").artifact("vmlinuz"))
+
+
+@pytest.fixture(scope="session")
+def qemu_arm64_ready() -> None:
+    try:
+        qemu_binary("arm64")
+        find_ovmf("arm64")
+    except EnvironmentProblem as exc:
+        component_missing("qemu-system-aarch64 with AAVMF", f"{exc.message} ({exc.hint})")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import json
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -47,9 +47,12 @@ class BuilderImage:
     image_id: str
     base: str
     base_recipe: dict[str, Any]
+    # The Debian architecture the builder runs as: native to the engine's host (see Engine.architecture).
+    architecture: str = "amd64"
 
     def identity(self) -> dict[str, Any]:
-        return {"tag": self.tag, "image_id": self.image_id, "base": self.base, "base_recipe": self.base_recipe}
+        return {"tag": self.tag, "image_id": self.image_id, "base": self.base, "base_recipe": self.base_recipe,
+                "architecture": self.architecture}
 
 
 def builder_packages() -> list[str]:
@@ -57,11 +60,11 @@ def builder_packages() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def image_config(layer_digest: str, epoch: int) -> bytes:
+def image_config(layer_digest: str, epoch: int, architecture: str = "amd64") -> bytes:
     """The image config for an assembled builder: fixed fields only, so its digest (the image ID) is too."""
     created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "created": created,
         "config": {"Env": BUILDER_ENV, "Cmd": ["/bin/bash"], "Labels": {LABEL: "1"}},
@@ -71,14 +74,14 @@ def image_config(layer_digest: str, epoch: int) -> bytes:
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_docker_archive(layer: Path, destination: Path, tag: str, epoch: int) -> str:
+def write_docker_archive(layer: Path, destination: Path, tag: str, epoch: int, architecture: str = "amd64") -> str:
     """Wrap a root filesystem tarball as a one-layer `docker load` archive; return the image ID."""
     digest = hashlib.sha256()
     with layer.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     layer_digest = digest.hexdigest()
-    config = image_config(layer_digest, epoch)
+    config = image_config(layer_digest, epoch, architecture)
     config_digest = hashlib.sha256(config).hexdigest()
     manifest = json.dumps([{"Config": f"{config_digest}.json", "RepoTags": [tag],
                             "Layers": [f"{layer_digest}/layer.tar"]}]).encode()
@@ -104,8 +107,10 @@ class BuilderFactory:
         """The builder image for these settings, and whether it had to be made now."""
         method, base_id = self._choose(settings)
         if method == "mmdebstrap":
-            return self._assembled(settings, archive)
-        return self._from_dockerfile(settings, archive, base_id)
+            image, built = self._assembled(settings, archive)
+        else:
+            image, built = self._from_dockerfile(settings, archive, base_id)
+        return replace(image, architecture=self.engine.architecture()), built
 
     def _choose(self, settings: BuilderSettings) -> tuple[Literal["image", "mmdebstrap"], str]:
         problems: list[str] = []

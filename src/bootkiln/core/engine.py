@@ -41,6 +41,7 @@ from bootkiln.core.lease import (
     read_lease_book,
 )
 from bootkiln.errors import EnvironmentProblem, InputError, InternalError
+from bootkiln.formats.arch import ENGINE_NAMES, debian_arch
 
 Network = Literal["host", "none"]
 # Older bootkiln labelled its objects with `host:pid` only; they are still judged that way, on their host.
@@ -193,6 +194,21 @@ class Engine:
     _dropped_caps: list[str] | None = field(default=None)
     # Stages start containers from several threads at once; the first refusal decides the fallback once.
     _caps_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def architecture(self) -> str:
+        """The Debian architecture of the engine's host: what a builder container runs natively there."""
+        reported = str(self.client.info().get("Architecture", ""))
+        name = debian_arch(reported)
+        if name is None:
+            raise EnvironmentProblem(f"the Docker engine at {self.endpoint.url} runs on {reported or 'an unnamed'} "
+                                     f"architecture; bootkiln's builder runs on: {', '.join(sorted(ENGINE_NAMES))}",
+                                     hint="use an engine on an x86-64 or arm64 host (DOCKER_HOST / docker context)")
+        return name
+
+    def rootless(self) -> bool:
+        """Whether the engine runs without root (it cannot mount binfmt_misc or register handlers)."""
+        options = self.client.info().get("SecurityOptions") or []
+        return any("name=rootless" in str(option) for option in options)
 
     def labels(self) -> dict[str, str]:
         if self.lease is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -63,6 +64,22 @@ def input_digests(profile: Profile) -> dict[str, str]:
     return digests
 
 
+def architectures(target: str, builder: str, stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The target's and the builder's architectures, and how binaries of the target ran in the build."""
+    foreign: dict[str, Any]
+    if target == builder:
+        foreign = {"method": "none", "why": "the builder is native to the target"}
+    else:
+        ran = {"busybox": f"cross-compiled with the builder's {builder}->{target} toolchain, never run",
+               "kernel": "unpacked with dpkg-deb, never run", "bootloader": "GRUB modules unpacked, never run"}
+        if "rootfs" in stages:
+            how = stages["rootfs"].get("foreign_binaries", "qemu-user via binfmt_misc")
+            ran["rootfs"] = f"mmdebstrap ran the maintainer scripts under {how}"
+        foreign = {"method": "cross" if set(ran) <= {"busybox", "kernel", "bootloader"} else "cross+qemu-user",
+                   "stages": {name: how for name, how in sorted(ran.items()) if name in stages}}
+    return {"target": target, "builder": builder, "foreign_binaries": foreign}
+
+
 def new_manifest(profile: Profile, archive: dict[str, Any], builder: dict[str, Any],
                  stages: dict[str, dict[str, Any]], artifacts: dict[str, str]) -> dict[str, Any]:
     return seal({
@@ -72,6 +89,7 @@ def new_manifest(profile: Profile, archive: dict[str, Any], builder: dict[str, A
         "profile_file": str(profile.source) if profile.source else None,
         "archive": archive,
         "builder": builder,
+        "architectures": architectures(profile.debian.architecture, builder.get("architecture", "amd64"), stages),
         "inputs": input_digests(profile),
         "stages": stages,
         "artifacts": artifacts,
@@ -121,6 +139,7 @@ class ManifestShape(_Strict):
     profile_file: str | None
     archive: dict[str, Any]
     builder: dict[str, Any]
+    architectures: dict[str, Any] | None = None  # manifests before arm64 support lack it
     inputs: dict[str, str]
     stages: dict[str, dict[str, Any]]
     artifacts: dict[ArtifactName, Sha256]

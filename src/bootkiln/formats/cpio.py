@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import zstandard
 
@@ -95,14 +95,15 @@ def write_newc(entries: Iterable[CpioEntry], mtime: int) -> bytes:
     return archive + _pad(len(archive))
 
 
-def compress(data: bytes, method: Compression) -> bytes:
+def compress(data: bytes, method: Compression, arch: str = "amd64") -> bytes:
     """Compress with fixed headers: no timestamps, no file names, the checks the kernel supports."""
     if method == "gzip":
         return gzip.compress(data, compresslevel=9, mtime=0)
     if method == "xz":
-        # The kernel's xz decoder verifies CRC32 only; BCJ x86 shrinks the executables.
-        filters = [{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
-                                              "dict_size": 8 << 20}]
+        # The kernel's xz decoder verifies CRC32 only; BCJ x86 shrinks x86 executables. The decoder has
+        # only its own architecture's BCJ filter, and Linux 6.1 has none for arm64: plain LZMA2 there.
+        bcj: list[dict[str, Any]] = [{"id": lzma.FILTER_X86}] if arch == "amd64" else []
+        filters = [*bcj, {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 8 << 20}]
         return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, filters=filters)
     if method == "zstd":
         return zstandard.ZstdCompressor(level=19, write_checksum=True, write_content_size=True).compress(data)

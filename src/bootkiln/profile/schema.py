@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal
 from pydantic import ByteSize, Field, field_validator, model_validator
 
 from bootkiln.errors import InputError
+from bootkiln.formats.arch import SUPPORTED
 from bootkiln.paths import project_root
 from bootkiln.profile.aws import AwsSettings
 from bootkiln.profile.model import StrictModel
 from bootkiln.profile.scale import CacheSettings, ClusterSettings
+from bootkiln.profile.secureboot import SecureBootSettings
 from bootkiln.profile.userdata import UserdataSettings
 
 DEFAULT_PROFILE = "default"
@@ -35,9 +37,9 @@ class DebianSettings(StrictModel):
         default="bookworm",
         description="Debian suite or codename to bootstrap",
     )
-    architecture: Literal["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"] = Field(
+    architecture: str = Field(
         default="amd64",
-        description="Debian architecture",
+        description=f"the target's Debian architecture: {', '.join(f'`{name}`' for name in SUPPORTED)}",
     )
     mirror: str = Field(
         default="http://deb.debian.org/debian",
@@ -63,6 +65,13 @@ class DebianSettings(StrictModel):
         description="override SOURCE_DATE_EPOCH (otherwise the snapshot time or the Release file's Date)",
         json_schema_extra={"shown_default": "from the archive"},
     )
+
+    @field_validator("architecture")
+    @classmethod
+    def _supported_architecture(cls, value: str) -> str:
+        if value not in SUPPORTED:
+            raise ValueError(f"{value!r} is not a supported architecture; bootkiln builds for: {', '.join(SUPPORTED)}")
+        return value
 
     @field_validator("mirror")
     @classmethod
@@ -128,8 +137,15 @@ DEFAULT_MODULES = [
     # filesystems the images read or make
     "ext4", "vfat", "iso9660", "squashfs", "overlay",
 ]
-KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64", "i386": "686-pae", "armhf": "armmp",
-                   "ppc64el": "powerpc64le", "s390x": "s390x", "riscv64": "riscv64"}
+# Per target architecture where it differs: arm64 machines are QEMU's virt and EC2 Graviton (Nitro:
+# nvme, ena); there is no Xen guest there.
+DEFAULT_MODULES_FOR = {
+    "arm64": ["virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "nvme", "ena",
+              "ext4", "vfat", "iso9660", "squashfs", "overlay"],
+}
+KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64"}
+# The first serial port's name where it is not ttyS0 (QEMU virt's and Graviton's PL011).
+SERIAL_CONSOLES = {"arm64": "ttyAMA0"}
 
 
 class KernelSettings(StrictModel):
@@ -153,7 +169,8 @@ class KernelSettings(StrictModel):
     modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
         default_factory=lambda: list(DEFAULT_MODULES),
         description="modules to carry; their dependencies come along",
-        json_schema_extra={"shown_default": "virtio, nvme, ena, xen, ext4, vfat, iso9660, squashfs, overlay"},
+        json_schema_extra={"shown_default": "virtio, nvme, ena, xen (amd64 only), ext4, vfat, iso9660, squashfs, "
+                           "overlay"},
     )
 
     @field_validator("apt_source")
@@ -455,43 +472,6 @@ class SigningSettings(StrictModel):
     )
 
 
-class SecureBootSettings(StrictModel):
-    """[secureboot]: UEFI Secure Boot on amd64 (docs/secureboot.md). `secureboot = false` is short for
-    `[secureboot] enabled = false`."""
-
-    enabled: bool = Field(
-        default=True,
-        description="boot UEFI through Debian's signed shim and GRUB, so firmware with Microsoft's keys boots "
-        "the image, and refuse a kernel without an Authenticode signature; false: an unsigned GRUB built by "
-        "grub-mkimage (for an unsigned kernel, or a smaller ISO)",
-    )
-    key: str | None = Field(
-        default=None,
-        description="your own Secure Boot signing key (PEM, RSA), relative to the profile's folder: UEFI then boots "
-        "a Unified Kernel Image (kernel, initramfs and command line) signed with it; needs `cert`. Never recorded in "
-        "any output",
-        json_schema_extra={"shown_default": "Debian's signed chain"},
-    )
-    cert: str | None = Field(
-        default=None,
-        description="the X.509 certificate (PEM) of `key`, relative to the profile's folder; enrol it in the "
-        "firmware's db or as a MOK (docs/secureboot.md). Its SHA-256 fingerprint goes in the manifest",
-        json_schema_extra={"shown_default": "none"},
-    )
-
-    @model_validator(mode="after")
-    def _key_with_cert(self) -> SecureBootSettings:
-        if (self.key is None) != (self.cert is None):
-            raise ValueError("key and cert go together: give both, or neither")
-        if self.key is not None and not self.enabled:
-            raise ValueError("key and cert sign the Unified Kernel Image for Secure Boot; drop them, or enabled = true")
-        return self
-
-    @property
-    def own_keys(self) -> bool:
-        return self.key is not None
-
-
 class Profile(StrictModel):
     name: Word = Field(
         default=DEFAULT_PROFILE,
@@ -528,6 +508,38 @@ class Profile(StrictModel):
     def _secureboot_switch(cls, value: Any) -> Any:
         # `secureboot = false` reads better than a table with one key in it.
         return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _defaults_for_architecture(self) -> Profile:
+        """Unset keys whose default depends on the target architecture take that architecture's value
+        (amd64's are the fields' own defaults); BIOS boot modes are refused where there is no BIOS."""
+        arch = self.debian.architecture
+        if arch == "amd64":
+            return self
+        serial = SERIAL_CONSOLES[arch]
+        defaults: dict[str, tuple[str, Any]] = {
+            "kernel": ("modules", list(DEFAULT_MODULES_FOR[arch])),
+            "iso": ("cmdline", self.iso.cmdline.replace("ttyS0", serial)),
+            "disk": ("cmdline", self.disk.cmdline.replace("ttyS0", serial)),
+            "boot": ("modes", [mode for mode in self.boot.modes if mode.startswith(("uefi", "disk-uefi"))]),
+        }
+        for table, (key, value) in defaults.items():
+            settings = getattr(self, table)
+            if key not in settings.model_fields_set:
+                object.__setattr__(self, table, settings.model_copy(update={key: value}))
+        if bios := [mode for mode in self.boot.modes if "bios" in mode]:
+            raise ValueError(f"boot.modes: {', '.join(bios)}: {arch} machines have no BIOS; "
+                             "use the UEFI modes (uefi-cd, uefi-usb, disk-uefi)")
+        # Debian's signed chain and the own-key UKI are built for amd64 only so far (docs/secureboot.md):
+        # an arm64 image boots with Secure Boot off, and says so rather than claiming otherwise.
+        if "secureboot" not in self.model_fields_set:
+            object.__setattr__(self, "secureboot", self.secureboot.model_copy(update={"enabled": False}))
+        elif self.secureboot.enabled:
+            raise ValueError(f"secureboot: Secure Boot images are built for amd64 only so far, not {arch}; "
+                             "set `secureboot = false`")
+        if signed := [mode for mode in self.boot.modes if mode.endswith(("-sb", "-ownkey"))]:
+            raise ValueError(f"boot.modes: {', '.join(signed)}: Secure Boot images are built for amd64 only so far")
+        return self
 
     @property
     def where(self) -> str:

@@ -14,6 +14,9 @@ from bootkiln.profile.schema import Profile
 
 # GRUB's embedded config finds the ISO9660 filesystem by this file, on CD and on USB alike.
 ISO_MARKER = "/bootkiln.id"
+# A UEFI-only target's GRUB EFI modules (fetched for the target by the bootloader stage), from which
+# the disk stage makes its own GRUB image.
+GRUB_MODULES = "grub-modules.tar"
 # The installed system's kernel modules, which the kernel stage makes for installer profiles.
 TARGET_MODULES = "target-modules.tar"
 # What an installer carries for an offline install, and where it lives on its medium (the ISO, or

@@ -144,6 +144,8 @@ def archive_env(ctx: StageContext) -> dict[str, str]:
         "SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
         "BK_SUITE": debian.suite,
         "BK_ARCH": debian.architecture,
+        # Scripts compare the two: equal means native tools, different means cross tools or qemu-user.
+        "BK_BUILDER_ARCH": ctx.builder.architecture,
         "BK_SNAPSHOT": debian.snapshot or "",
     }
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bootkiln.core.archguard import require_elf_file
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
 from bootkiln.profile.loader import busybox_config
@@ -63,12 +64,33 @@ def missing_applets(config_text: str, applets: list[str]) -> list[str]:
     return [applet for applet in applets if not any(symbol in enabled for symbol in applet_symbols(applet))]
 
 
+# Compiler flags that pin one architecture's code generation (x86's -m32/-m64/-march, arm's -mcpu...).
+ARCH_FLAGS = re.compile(r"(?:^|\s)(-m(?:32|64|x32|arch=\S+|cpu=\S+|tune=\S+|abi=\S+|fpu=\S+|sse\S*|avx\S*))")
+
+
+def check_toolchain_settings(text: str, where: str, target: str) -> None:
+    """bootkiln picks the compiler for the target; a configuration that picks one cannot build for every target."""
+    settings = dict(re.findall(r'^CONFIG_(CROSS_COMPILER_PREFIX|EXTRA_CFLAGS|EXTRA_LDFLAGS)="(.*)"$', text,
+                               re.MULTILINE))
+    if settings.get("CROSS_COMPILER_PREFIX"):
+        raise InputError(f"{where}: CONFIG_CROSS_COMPILER_PREFIX is {settings['CROSS_COMPILER_PREFIX']!r}: bootkiln "
+                         f"chooses the compiler for the target ({target}) itself",
+                         hint='set CONFIG_CROSS_COMPILER_PREFIX="" in the busybox configuration')
+    for name in ("EXTRA_CFLAGS", "EXTRA_LDFLAGS"):
+        pinned = ARCH_FLAGS.findall(settings.get(name, ""))
+        if pinned:
+            raise InputError(f"{where}: CONFIG_{name} has {', '.join(pinned)}, which pins a CPU architecture and "
+                             f"cannot build busybox for {target}",
+                             hint=f"drop {', '.join(pinned)} from CONFIG_{name}")
+
+
 def check_config(profile: Profile) -> None:
     path = busybox_config(profile)
     text = path.read_text()
     if "CONFIG_STATIC=y" not in text.splitlines():
         raise InputError(f"{path}: CONFIG_STATIC is not set: the initramfs needs a static busybox",
                          hint="set CONFIG_STATIC=y in the busybox configuration")
+    check_toolchain_settings(text, str(path), profile.debian.architecture)
     missing = missing_applets(text, profile.busybox.applets)
     if missing:
         raise InputError(
@@ -110,6 +132,7 @@ class BusyboxStage(StageBase):
             ctx.runner.run(["/bootkiln/" + SCRIPT, "compile"], stage=self.name,
                            where=replace(online, network="none", collect=[("/work/out", scratch)]),
                            hint="busybox did not compile with this configuration; the compiler output is above")
+        require_elf_file(scratch / "busybox", ctx.profile.debian.architecture, "the compiled busybox")
         applets = (scratch / "applets.txt").read_text().split()
         names = {path.rsplit("/", 1)[-1] for path in applets}
         absent = [applet for applet in ctx.profile.busybox.applets if applet not in names]

@@ -19,8 +19,9 @@ from typing import Any
 from bootkiln.core.engine import Upload
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
+from bootkiln.formats.arch import ARCHES
 from bootkiln.profile.schema import Profile, carries_payload, is_installer
-from bootkiln.stages.artifacts import PAYLOAD_FILES, disk_seed, uki_signed
+from bootkiln.stages.artifacts import GRUB_MODULES, PAYLOAD_FILES, disk_seed, uki_signed
 from bootkiln.stages.base import (
     Inputs,
     StageBase,
@@ -43,9 +44,11 @@ class DiskStage(StageBase):
         # With the profile's own Secure Boot key, UEFI boots its signed Unified Kernel Image.
         uki = ("ukisign",) if profile.secureboot.own_keys else ()
         # An installer's disk boots the installer: no rootfs, but its offline payload if it carries one.
+        # A UEFI-only target's GRUB modules come from the bootloader stage (the builder has amd64's only).
+        efi_only = () if ARCHES[profile.debian.architecture].bios else ("bootloader",)
         if profile.disk.layout == "installer":
-            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()), *uki)
-        return (*self.requires, *uki)
+            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()), *efi_only, *uki)
+        return (*self.requires, *efi_only, *uki)
 
     def check(self, profile: Profile) -> None:
         require_initramfs_stage(profile, "disk.stage", profile.disk.stage)
@@ -64,6 +67,8 @@ class DiskStage(StageBase):
             files += [(f"payload/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
         if "ukisign" in inputs:
             files.append(("uki.efi", inputs["ukisign"].artifact(uki_signed("disk"))))
+        if "bootloader" in inputs:
+            files.append((GRUB_MODULES, inputs["bootloader"].artifact(GRUB_MODULES)))
         return files
 
     def seed(self, ctx: StageContext) -> str:
@@ -106,7 +111,8 @@ class DiskStage(StageBase):
                "BK_ESP_MIB": str(int(disk.esp_size) >> 20), "BK_SEED": self.seed(ctx),
                "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout,
                "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0",
-               **({"BK_UKI": "/bootkiln/in/uki.efi"} if "ukisign" in inputs else {})}
+               **({"BK_UKI": "/bootkiln/in/uki.efi"} if "ukisign" in inputs else {}),
+               "BK_ARCH": ctx.profile.debian.architecture}
         with tempfile.TemporaryDirectory(prefix="bootkiln-disk-") as folder:
             # The rootfs is large: stream it to the container from a file rather than from memory.
             bundle = Path(folder) / "inputs.tar"

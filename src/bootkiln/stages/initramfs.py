@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bootkiln.console import mib
+from bootkiln.core.archguard import require_elf_file, require_modules
 from bootkiln.core.overlay import OverlayEntry, overlay_archive, plan_overlays
 from bootkiln.errors import InputError
 from bootkiln.formats.cpio import CpioEntry, compress, write_newc
@@ -129,6 +130,10 @@ class InitramfsStage(StageBase):
         profile = ctx.profile
         busybox = inputs["busybox"]
         kernel = inputs["kernel"]
+        # An initramfs of another architecture's binaries boots to a kernel panic that names nothing.
+        target = profile.debian.architecture
+        require_elf_file(busybox.artifact("busybox"), target, "busybox")
+        require_modules(kernel.artifact("modules.tar"), target)
         modules = "".join(f"{module}\n" for module in profile.kernel.modules)
         generated = [
             CpioEntry("etc/bootkiln/modules", "file", 0o644, modules.encode()),
@@ -162,7 +167,7 @@ class InitramfsStage(StageBase):
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         settings = ctx.profile.initramfs
         archive = write_newc(self.entries(ctx, inputs), ctx.archive.source_date_epoch)
-        packed = compress(archive, settings.compression)
+        packed = compress(archive, settings.compression, ctx.profile.debian.architecture)
         if settings.max_size is not None and len(packed) > settings.max_size:
             raise InputError(
                 f"the initramfs is {mib(len(packed))} ({settings.compression}), over the profile's "

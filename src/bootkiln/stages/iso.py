@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from bootkiln.console import mib
+from bootkiln.core.archguard import require_kernel_image
 from bootkiln.errors import InputError
+from bootkiln.formats.arch import ARCHES
+from bootkiln.formats.efiiso import write_efi_iso
 from bootkiln.formats.iso import BootFiles, write_hybrid_iso
-from bootkiln.profile.schema import Profile, carries_payload
+from bootkiln.profile.schema import IsoSettings, Profile, carries_payload
 from bootkiln.stages.artifacts import ISO_MARKER, PAYLOAD_DIR, PAYLOAD_FILES
 from bootkiln.stages.base import Inputs, StageBase, StageContext, base_fingerprint, code_files
 
@@ -38,28 +41,43 @@ class IsoStage(StageBase):
             .add_text("epoch", str(ctx.archive.source_date_epoch))
             .add_text("pycdlib", version("pycdlib"))
         )
-        for path in code_files("formats.iso", "stages.iso"):
+        modules = ("formats.iso", "stages.iso") if ARCHES[ctx.profile.debian.architecture].bios else (
+            "formats.iso", "formats.efiiso", "stages.iso")
+        for path in code_files(*modules):
             fingerprint.add_file(path.name, path)
         return fingerprint.hexdigest()
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         settings = ctx.profile.iso
         boot = inputs["bootloader"]
+        target = ctx.profile.debian.architecture
+        require_kernel_image(inputs["kernel"].artifact("vmlinuz"), target)
+        iso = scratch / ISO_NAME
+        extra = [(LIVE_SQUASHFS, inputs["nfsroot"].artifact("root.squashfs"))] if "nfsroot" in inputs else []
+        if "payload" in inputs:
+            extra += [(f"/{PAYLOAD_DIR}/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
+        if not ARCHES[target].bios:
+            write_efi_iso(iso, kernel=inputs["kernel"].artifact("vmlinuz"),
+                          initrd=inputs["initramfs"].artifact("initrd.img"), efi_image=boot.artifact("efiboot.img"),
+                          label=settings.label, cmdline=settings.cmdline, marker=ISO_MARKER,
+                          source_date_epoch=ctx.archive.source_date_epoch, extra=extra)
+            return self._checked_size(settings, iso, {"kernel": inputs["kernel"].artifact("vmlinuz"),
+                                                      "initramfs": inputs["initramfs"].artifact("initrd.img")})
         files = BootFiles(
             kernel=inputs["kernel"].artifact("vmlinuz"), initrd=inputs["initramfs"].artifact("initrd.img"),
             isolinux_bin=boot.artifact("isolinux.bin"), ldlinux_c32=boot.artifact("ldlinux.c32"),
             isohdpfx=boot.artifact("isohdpfx.bin"), efi_image=boot.artifact("efiboot.img"),
         )
-        iso = scratch / ISO_NAME
-        extra = [(LIVE_SQUASHFS, inputs["nfsroot"].artifact("root.squashfs"))] if "nfsroot" in inputs else []
-        if "payload" in inputs:
-            extra += [(f"/{PAYLOAD_DIR}/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
         write_hybrid_iso(iso, files, label=settings.label, cmdline=settings.cmdline, marker=ISO_MARKER,
                          source_date_epoch=ctx.archive.source_date_epoch, extra=extra)
+        return self._checked_size(settings, iso, {"kernel": files.kernel, "initramfs": files.initrd,
+                                                  "EFI image": files.efi_image})
+
+    @staticmethod
+    def _checked_size(settings: IsoSettings, iso: Path, shown: dict[str, Path]) -> dict[str, Any]:
         size = iso.stat().st_size
         if settings.max_size is not None and size > settings.max_size:
-            parts = ", ".join(f"{name} {mib(path.stat().st_size)}" for name, path in
-                              [("kernel", files.kernel), ("initramfs", files.initrd), ("EFI image", files.efi_image)])
+            parts = ", ".join(f"{name} {mib(path.stat().st_size)}" for name, path in shown.items())
             raise InputError(f"the ISO is {mib(size)}, over the profile's iso.max_size of {mib(settings.max_size)} "
                              f"({parts})", hint="drop kernel modules or applets, or raise iso.max_size")
         return {"bytes": size, "label": settings.label, "cmdline": settings.cmdline}

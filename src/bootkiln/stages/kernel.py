@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bootkiln.core.archguard import require_deb, require_kernel_image, require_modules
 from bootkiln.core.archive import fetch_with_retries
 from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
@@ -88,10 +89,13 @@ class KernelStage(StageBase):
         return (*self.outputs, TARGET_MODULES) if profile.installer.target_modules else self.outputs
 
     def check(self, profile: Profile) -> None:
+        deb = kernel_deb(profile)
+        if deb is None:
+            return
+        require_deb(deb, profile.debian.architecture, f"{profile.where}: key 'kernel.deb'")
         # A local kernel.deb can be looked into before any container starts; a package from an
         # archive is checked right after it is unpacked, before any later stage.
-        deb = kernel_deb(profile) if needs_signed_kernel(profile) else None
-        if deb is None:
+        if not needs_signed_kernel(profile):
             return
         try:
             found = deb_file(deb, "./boot/vmlinu[xz]-*")
@@ -155,12 +159,19 @@ class KernelStage(StageBase):
                 if failure.status == UNKNOWN_MODULES_STATUS and unknown:
                     key = "kernel.modules" if set(unknown[0]) & set(kernel.modules) else "installer.target_modules"
                     raise InputError(
-                        f"{ctx.profile.where}: key '{key}': the kernel package "
+                        f"{ctx.profile.where}: key '{key}': the {ctx.profile.debian.architecture} kernel package "
                         f"has no module named {', '.join(repr(m) for m in unknown[0])}",
                         hint="check the spelling (modinfo names, e.g. virtio_blk), or pick another kernel",
                     ) from None
                 raise
         facts = kernel_facts(scratch / "kernel.txt")
+        target = ctx.profile.debian.architecture
+        if facts.get("architecture") not in (target, "all"):
+            raise InputError(f"{ctx.profile.where}: the kernel package {facts['package']} is for "
+                             f"{facts.get('architecture')}, but debian.architecture is {target}",
+                             hint="name a kernel package of the target architecture in kernel.package")
+        require_kernel_image(scratch / "vmlinuz", target)
+        require_modules(scratch / "modules.tar", target)
         require_signed(ctx.profile, (scratch / "vmlinuz").read_bytes(), f"{facts['package']}'s kernel")
         return {"version": facts["version"], "package": facts["package"],
                 "package_version": facts["package_version"], "package_sha256": facts["package_sha256"],

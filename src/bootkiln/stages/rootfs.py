@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bootkiln.core.binfmt import SCRIPT as BINFMT_SCRIPT
+from bootkiln.core.binfmt import ensure_binfmt
 from bootkiln.core.engine import Upload
 from bootkiln.core.overlay import overlay_archive, plan_overlays
 from bootkiln.core.runner import Builder
@@ -22,6 +24,7 @@ from bootkiln.stages.base import (
     add_scripts,
     archive_env,
     base_fingerprint,
+    script_path,
     scripts_upload,
 )
 
@@ -45,6 +48,8 @@ class RootfsStage(StageBase):
             .add_text("builder", ctx.builder.image_id)
         )
         add_scripts(fingerprint, SCRIPT)
+        if ctx.profile.debian.architecture != ctx.builder.architecture:
+            fingerprint.add_file("binfmt", script_path(BINFMT_SCRIPT))
         for entry in plan_overlays(ctx.profile):
             fingerprint.add_json("overlay-entry", entry.as_json())
             if entry.kind == "file":
@@ -58,12 +63,16 @@ class RootfsStage(StageBase):
         overlay = overlay_archive(plan_overlays(ctx.profile), ctx.archive.source_date_epoch)
         # A file, not an environment variable: a long list would exceed exec's argument limits.
         packages = "".join(f"{name}\n" for name in ctx.profile.rootfs.packages).encode()
-        return [scripts_upload(ctx, SCRIPT, {"overlay.tar": (overlay, 0o644), "packages.txt": (packages, 0o644)})]
+        return [scripts_upload(ctx, SCRIPT, {"overlay.tar": (overlay, 0o644), "packages.txt": (packages, 0o644),
+                                             BINFMT_SCRIPT: (script_path(BINFMT_SCRIPT).read_bytes(), 0o755)})]
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         engine = ctx.runner.engine
         assert engine is not None
         command = ["/bootkiln/" + SCRIPT]
+        # A foreign target's maintainer scripts run under qemu-user: make sure the kernel can, first.
+        foreign = ensure_binfmt(ctx.runner, engine, image=ctx.builder.tag, target=ctx.profile.debian.architecture,
+                                builder=ctx.builder.architecture, uploads=[scripts_upload(ctx, BINFMT_SCRIPT)])
         with engine.volume(self.name) as volume:
             online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=self.env(ctx),
                              uploads=self.uploads(ctx))
@@ -77,4 +86,4 @@ class RootfsStage(StageBase):
                 where=replace(online, network="none", collect=[("/work/out", scratch)]),
                 hint="overlaying or normalising the rootfs failed; check the profile's overlays",
             )
-        return {"packages": len((scratch / "packages.tsv").read_text().splitlines())}
+        return {"packages": len((scratch / "packages.tsv").read_text().splitlines()), "foreign_binaries": foreign}

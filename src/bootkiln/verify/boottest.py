@@ -7,10 +7,12 @@ last serial lines.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from bootkiln.core.uefivars import enrolled_ovmf_vars
 from bootkiln.errors import BootkilnError, Fault, InputError
+from bootkiln.formats.arch import ARCHES
 from bootkiln.pipeline import Build
 from bootkiln.profile.sbkeys import load_keys
 from bootkiln.profile.schema import BOOT_MODES, OWN_KEY_MODES, BootMode
@@ -55,14 +57,22 @@ def selected_modes(build: Build, requested: list[str]) -> list[BootMode]:
     return [mode for mode in BOOT_MODES if mode in modes]
 
 
+def on_machine(result: BootResult, uname: str) -> BootResult:
+    """A marker from the wrong machine (`uname -m` in it) is a failure: the image booted somewhere else."""
+    if result.passed and not any(MARKER in line and f"arch={uname}" in line for line in result.tail[-3:]):
+        return replace(result, passed=False, tail=[*result.tail, f"(the marker does not say arch={uname})"])
+    return result
+
+
 def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
     """Build what the selected modes boot (the ISO, the disk image), then boot each to its marker."""
     modes = selected_modes(build, requested)
-    qemu_binary()
+    arch = build.profile.debian.architecture
+    qemu_binary(arch)
     if any(is_uefi(mode) for mode in modes):
-        find_ovmf()
+        find_ovmf(arch)
     if any(is_secure_boot(mode) for mode in modes):
-        find_ovmf(secure_boot=True)
+        find_ovmf(arch, secure_boot=True)
     own_key_modes = [mode for mode in modes if mode in OWN_KEY_MODES]
     keys = load_keys(build.profile) if own_key_modes else None
     if own_key_modes and keys is None:
@@ -76,12 +86,13 @@ def boot_test(build: Build, requested: list[str]) -> list[BootResult]:
 
 
 def _boot_modes(build: Build, modes: list[BootMode], own_key_vars: Path | None) -> list[BootResult]:
+    arch = build.profile.debian.architecture
     images = {}
     if any(boots_iso(mode) for mode in modes):
         images["iso"] = build.iso().artifact("boot.iso")
     if not all(boots_iso(mode) for mode in modes):
         images["disk"] = build.disk().artifact("disk.img")
-    accel = choose_accel(build.runner, build.stage("kernel").artifact("vmlinuz"))
+    accel = choose_accel(build.runner, build.stage("kernel").artifact("vmlinuz"), arch=arch)
     build.reporter.info(f"booting {', '.join(path.name for path in images.values())} with {accel.upper()}"
                         + (" (KVM did not answer the probe)" if accel == "tcg" else ""))
     results = []
@@ -89,9 +100,10 @@ def _boot_modes(build: Build, modes: list[BootMode], own_key_vars: Path | None) 
         image = images["iso" if boots_iso(mode) else "disk"]
         with build.reporter.stage(f"boot {mode}") as progress:
             # Printed by the initramfs stage, or by the booted system (a diskless client's report).
-            result = boot(build.runner, build.reporter, mode, image, marker=MARKER,
-                          accel=accel, memory=build.profile.boot.memory, timeout=build.profile.boot.timeout,
-                          vars_template=own_key_vars if mode in OWN_KEY_MODES else None)
+            result = boot(build.runner, build.reporter, mode, image, marker=MARKER, accel=accel,
+                          memory=build.profile.boot.memory, timeout=build.profile.boot.timeout,
+                          vars_template=own_key_vars if mode in OWN_KEY_MODES else None, arch=arch)
+            result = on_machine(result, ARCHES[arch].uname)
             progress.verb = "passed" if result.passed else "FAILED"
             progress.note = f"marker after {result.seconds:.1f}s ({accel})" if result.passed else "no marker"
         results.append(result)

@@ -23,6 +23,11 @@ from bootkiln.profile.schema import BootMode
 
 Accel = Literal["kvm", "tcg"]
 QEMU = "qemu-system-x86_64"
+# Per target architecture: the QEMU binary, its Debian package, the machine, and its UEFI firmware.
+QEMU_FOR = {"amd64": (QEMU, "qemu-system-x86"), "arm64": ("qemu-system-aarch64", "qemu-system-arm")}
+# cortex-a72: under TCG "max" adds pointer authentication, which costs a lot of time.
+MACHINE_FOR = {"amd64": ["-machine", "q35", "-vga", "std"], "arm64": ["-machine", "virt", "-cpu", "cortex-a72"]}
+AAVMF_CANDIDATES = [("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd")]
 OVMF_CANDIDATES = [
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
     ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
@@ -42,25 +47,31 @@ class Firmware:
     secure_boot: bool = False
 
 
-def qemu_binary() -> str:
-    found = shutil.which(QEMU)
+def qemu_binary(arch: str = "amd64") -> str:
+    binary, package = QEMU_FOR[arch]
+    found = shutil.which(binary)
     if not found:
-        raise EnvironmentProblem(f"{QEMU} is not installed", hint="apt-get install qemu-system-x86")
+        raise EnvironmentProblem(f"{binary} is not installed (it boots {arch} images)",
+                                 hint=f"apt-get install {package} (tools/setup-host.sh does)")
     return found
 
 
-def find_ovmf(*, secure_boot: bool = False) -> Firmware:
+def find_ovmf(arch: str = "amd64", *, secure_boot: bool = False) -> Firmware:
     if secure_boot:
+        # Secure Boot images are built for amd64 only so far (the profile refuses -sb modes elsewhere).
         code, variables = OVMF_SECURE_BOOT
         if Path(code).is_file() and Path(variables).is_file():
             return Firmware(Path(code), Path(variables), secure_boot=True)
         raise EnvironmentProblem(f"no Secure Boot OVMF ({code} with {Path(variables).name}) found",
                                  hint="apt-get install ovmf (Debian's package ships the .ms.fd files)")
-    for code, variables in OVMF_CANDIDATES:
+    for code, variables in OVMF_CANDIDATES if arch == "amd64" else AAVMF_CANDIDATES:
         if Path(code).is_file() and Path(variables).is_file():
             return Firmware(Path(code), Path(variables))
-    raise EnvironmentProblem("no OVMF (UEFI firmware for QEMU) found in /usr/share/OVMF",
-                             hint="apt-get install ovmf")
+    if arch == "amd64":
+        raise EnvironmentProblem("no OVMF (UEFI firmware for QEMU) found in /usr/share/OVMF",
+                                 hint="apt-get install ovmf")
+    raise EnvironmentProblem("no AAVMF (arm64 UEFI firmware for QEMU) found in /usr/share/AAVMF",
+                             hint="apt-get install qemu-efi-aarch64")
 
 
 def is_secure_boot(mode: BootMode) -> bool:
@@ -76,11 +87,15 @@ def boots_iso(mode: BootMode) -> bool:
     return not mode.startswith("disk-")
 
 
-def media_args(mode: BootMode, image: Path) -> list[str]:
+def media_args(mode: BootMode, image: Path, arch: str = "amd64") -> list[str]:
     """How the image is attached: a CD-ROM drive, a USB stick holding the hybrid ISO, or a virtio disk."""
     if not boots_iso(mode):
         # snapshot=on: the guest may write (its root fs journal), the image file never changes.
         return ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
+    if mode.endswith("-cd") and arch == "arm64":
+        # virt has no IDE: the CD drive hangs off virtio-scsi.
+        return ["-device", "virtio-scsi-pci,id=scsi", "-drive", f"file={image},media=cdrom,if=none,id=cd,readonly=on",
+                "-device", "scsi-cd,bus=scsi.0,drive=cd,bootindex=1"]
     if mode.removesuffix("-sb").removesuffix("-ownkey").endswith("-cd"):
         return ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=d"]
     return ["-device", "qemu-xhci,id=xhci",
@@ -98,25 +113,29 @@ def firmware_args(mode: BootMode, firmware: Firmware | None, vars_copy: Path | N
 
 
 def qemu_argv(mode: BootMode, image: Path, *, accel: Accel, memory: int, firmware: Firmware | None = None,
-              vars_copy: Path | None = None) -> list[str]:
-    machine = "q35,smm=on" if firmware is not None and firmware.secure_boot else "q35"
+              vars_copy: Path | None = None, arch: str = "amd64") -> list[str]:
+    machine = MACHINE_FOR[arch][:2]
+    if firmware is not None and firmware.secure_boot:
+        # OVMF's Secure Boot build keeps its variables in SMM, out of the guest's reach.
+        machine = [machine[0], f"{machine[1]},smm=on"]
     return [
-        qemu_binary(), "-machine", machine, "-accel", accel, "-m", str(memory), "-smp", "1",
-        "-display", "none", "-vga", "std", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+        qemu_binary(arch), *machine, "-accel", accel, "-m", str(memory), "-smp", "1",
+        "-display", "none", *MACHINE_FOR[arch][2:], "-serial", "stdio", "-monitor", "none", "-no-reboot",
         "-nic", "user,model=virtio-net-pci",
         *firmware_args(mode, firmware, vars_copy),
-        *media_args(mode, image),
+        *media_args(mode, image, arch),
     ]
 
 
 @contextmanager
-def uefi_vars(mode: BootMode, vars_template: Path | None = None) -> Iterator[tuple[Firmware | None, Path | None]]:
+def uefi_vars(mode: BootMode, vars_template: Path | None = None,
+              arch: str = "amd64") -> Iterator[tuple[Firmware | None, Path | None]]:
     """A private copy of the writable UEFI variable store for one boot (`vars_template` replaces the
     firmware's own, e.g. one with the user's certificate enrolled in db)."""
     if not is_uefi(mode):
         yield None, None
         return
-    firmware = find_ovmf(secure_boot=is_secure_boot(mode))
+    firmware = find_ovmf(arch, secure_boot=is_secure_boot(mode))
     if vars_template is not None:
         firmware = Firmware(firmware.code, vars_template, firmware.secure_boot)
     with tempfile.TemporaryDirectory(prefix="bootkiln-ovmf-") as scratch:
@@ -125,11 +144,15 @@ def uefi_vars(mode: BootMode, vars_template: Path | None = None) -> Iterator[tup
         yield firmware, copy
 
 
+def host_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
 def kvm_usable() -> bool:
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
-def choose_accel(runner: Runner, kernel: Path, *, probe_seconds: float = 8.0) -> Accel:
+def choose_accel(runner: Runner, kernel: Path, *, probe_seconds: float = 8.0, arch: str = "amd64") -> Accel:
     """KVM if a kernel starts printing under it within the probe time, else TCG.
 
     BOOTKILN_ACCEL=kvm|tcg skips the probe.
@@ -137,7 +160,7 @@ def choose_accel(runner: Runner, kernel: Path, *, probe_seconds: float = 8.0) ->
     forced = os.environ.get("BOOTKILN_ACCEL")
     if forced in ("kvm", "tcg"):
         return forced  # type: ignore[return-value]
-    if not kvm_usable():
+    if not kvm_usable() or arch != host_arch():
         return "tcg"
     argv = [qemu_binary(), "-accel", "kvm", "-m", "256", "-display", "none", "-serial", "stdio",
             "-monitor", "none", "-no-reboot", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"]
@@ -156,9 +179,10 @@ class BootResult:
 
 
 def boot(runner: Runner, reporter: Reporter, mode: BootMode, image: Path, *, marker: str, accel: Accel,
-         memory: int, timeout: float, vars_template: Path | None = None) -> BootResult:
-    with uefi_vars(mode, vars_template) as (firmware, vars_copy):
-        argv = qemu_argv(mode, image, accel=accel, memory=memory, firmware=firmware, vars_copy=vars_copy)
+         memory: int, timeout: float, vars_template: Path | None = None, arch: str = "amd64") -> BootResult:
+    with uefi_vars(mode, vars_template, arch) as (firmware, vars_copy):
+        argv = qemu_argv(mode, image, accel=accel, memory=memory, firmware=firmware, vars_copy=vars_copy,
+                         arch=arch)
         result: WatchResult = runner.watch(argv, stage=mode, until=lambda line: marker in line, timeout=timeout,
                                            clean=lambda line: ANSI.sub("", line))
     return BootResult(mode, result.seconds, result.matched, result.tail, accel)

@@ -5,7 +5,8 @@ BK_MARKER=BOOTKILN-BOOT-OK
 # Write to every console, so the serial log and the screen tell the same story.
 log() {
     wrote=
-    for tty in /dev/ttyS0 /dev/tty1; do
+    # ttyAMA0: the serial port of arm64 machines (QEMU virt, Graviton), a PL011.
+    for tty in /dev/ttyS0 /dev/ttyAMA0 /dev/tty1; do
         if [ -c "$tty" ] && { echo "bootkiln: $*" > "$tty"; } 2>/dev/null; then wrote=1; fi
     done
     [ -n "$wrote" ] || echo "bootkiln: $*" > /dev/console
@@ -43,7 +44,9 @@ read_cmdline() {
 
 setup_consoles() {
     # Serial at the speed the kernel was told, or 115200; the screen is tty1.
-    if [ -c /dev/ttyS0 ]; then stty -F /dev/ttyS0 115200 2>/dev/null || true; fi
+    for tty in /dev/ttyS0 /dev/ttyAMA0; do
+        if [ -c "$tty" ]; then stty -F "$tty" 115200 2>/dev/null || true; fi
+    done
     hostname "$(cat /etc/hostname 2>/dev/null || echo bootkiln)"
 }
 
@@ -96,7 +99,8 @@ secureboot_state() {
     echo "${state:-unknown}"
 }
 
-# The line boot tests wait for.
+# The line boot tests wait for; it names the machine it booted on (x86_64, aarch64) and whether the
+# firmware had Secure Boot on.
 marker() {
-    log "$BK_MARKER stage=$BK_STAGE secureboot=$(secureboot_state) $*"
+    log "$BK_MARKER stage=$BK_STAGE secureboot=$(secureboot_state) $* arch=$(uname -m)"
 }

@@ -72,9 +72,11 @@ class ImageSpec:
         if architecture == "arm64" and settings.boot_mode == "legacy-bios":
             raise InputError(f"{where}: key 'aws.boot_mode': arm64 instances boot UEFI only",
                              hint="set aws.boot_mode = 'uefi'")
+        # Graviton instances boot UEFI only: the default (uefi-preferred) means uefi there.
+        boot_mode = "uefi" if architecture == "arm64" else settings.boot_mode
         return cls(family=settings.ami_name or f"bootkiln-{profile}",
                    description=settings.description or f"bootkiln {profile}: {profile_description}"[:200],
-                   architecture=architecture, boot_mode=settings.boot_mode, ena=settings.ena,
+                   architecture=architecture, boot_mode=boot_mode, ena=settings.ena,
                    root_device=settings.root_device, volume_type=settings.volume_type,
                    volume_size=settings.volume_size, encrypted=settings.encrypted, kms_key_arn=settings.kms_key_arn,
                    workers=settings.workers, retention=settings.retention,
