@@ -101,5 +101,6 @@ def test_exports_are_written_for_the_server(diskless: DisklessBuild) -> None:
     out = diskless.build.workspace.output_dir("diskless")
     assert "Path = /srv/bootkiln/diskless/root;" in (out / "ganesha-exports.conf").read_text()
     assert (out / "exports").read_text().startswith("/srv/bootkiln/diskless/root\t*(ro,no_root_squash")
-    assert (out / "boot.iso").stat().st_size < 16 << 20
+    # Debian's signed shim and GRUB (Secure Boot) take about 4.9 MB of it.
+    assert (out / "boot.iso").stat().st_size < 20 << 20
 

@@ -114,7 +114,9 @@ def io_read(iso: pycdlib.PyCdlib, rr_path: str) -> str:
 
 
 def test_default_iso_fits_the_reference_installer_size(default_iso: StageResult) -> None:
-    assert default_iso.artifact("boot.iso").stat().st_size <= 12 * MiB
+    # Was 12 MiB before Debian's signed chain: shim (1.0 MB) and the signed CD GRUB (3.8 MB) cannot be
+    # trimmed without breaking their signatures (docs/secureboot.md, "Size").
+    assert default_iso.artifact("boot.iso").stat().st_size <= 16 * MiB
 
 
 def test_build_iso_prints_path_size_sha_and_writes_manifest(default_iso: StageResult,
