@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -138,6 +138,25 @@ def test_a_failed_pull_shows_the_engines_message_whole() -> None:
     with pytest.raises(EnvironmentProblem) as caught:
         factory._choose(BuilderSettings(base="image", image="example.invalid/debian:12"))
     assert message in caught.value.message
+
+
+def test_an_arm64_engine_is_told_before_any_builder_work() -> None:
+    from bootkiln.console import Reporter
+    from bootkiln.core.builder import BuilderFactory
+    from bootkiln.core.runner import Runner
+    from bootkiln.profile.schema import BuilderSettings
+
+    class Engine:
+        endpoint = type("Endpoint", (), {"url": "unix:///var/run/docker.sock"})()
+
+        def architecture(self) -> str:
+            return "arm64"
+
+    factory = BuilderFactory(cast(Any, Engine()), Runner(Reporter(quiet_output=True)), Reporter(quiet_output=True))
+    with pytest.raises(EnvironmentProblem) as caught:
+        factory.ensure(BuilderSettings(), cast(Any, None))  # no archive: nothing may be fetched or made
+    assert "unix:///var/run/docker.sock" in caught.value.message and "arm64" in caught.value.message
+    assert "DOCKER_HOST" in (caught.value.hint or "")
 
 
 def test_our_own_messages_carry_no_pydantic_prefix(write_profile: WriteProfile) -> None:

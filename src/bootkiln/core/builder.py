@@ -36,6 +36,9 @@ from bootkiln.paths import project_root
 from bootkiln.profile.schema import BuilderSettings
 
 BUILDER_REPO = "bootkiln-builder"
+# The engines a builder image can be made on: docker/builder-packages.txt names amd64-only packages
+# (isolinux, the amd64 GRUBs, shim, the arm64 cross compiler), so an arm64 engine has none yet.
+BUILDER_ARCHITECTURES = ("amd64",)
 ASSEMBLY_FORMAT = "1"
 BUILDER_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive",
                "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TZ=UTC"]
@@ -105,12 +108,20 @@ class BuilderFactory:
 
     def ensure(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[BuilderImage, bool]:
         """The builder image for these settings, and whether it had to be made now."""
+        native = self.engine.architecture()
+        if native not in BUILDER_ARCHITECTURES:
+            # Said before any download or container, rather than as a failed package list deep in mmdebstrap.
+            raise EnvironmentProblem(
+                f"the Docker engine at {self.engine.endpoint.url} runs {native} containers natively, and bootkiln's "
+                f"builder is made for {', '.join(BUILDER_ARCHITECTURES)} engines only so far",
+                hint="point DOCKER_HOST (or `docker context use`) at an engine on an x86-64 host; it builds amd64 and "
+                "arm64 targets alike (README: Apple Silicon)")
         method, base_id = self._choose(settings)
         if method == "mmdebstrap":
             image, built = self._assembled(settings, archive)
         else:
             image, built = self._from_dockerfile(settings, archive, base_id)
-        return replace(image, architecture=self.engine.architecture()), built
+        return replace(image, architecture=native), built
 
     def _choose(self, settings: BuilderSettings) -> tuple[Literal["image", "mmdebstrap"], str]:
         problems: list[str] = []
