@@ -11,22 +11,10 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_task(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    started = time.monotonic()
-    process = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
-                             text=True, check=False)
-    if process.returncode != 0:
-        raise SystemExit(f"invoke {' '.join(args)} failed:\n{process.stdout[-4000:]}{process.stderr[-2000:]}")
-    return time.monotonic() - started, process.stdout
+from benchlib import run_task
 
 
 def main() -> None:

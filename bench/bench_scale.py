@@ -28,17 +28,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, run_task
+
 MATRIX = ("default", "rescue", "tools", "diskless")
 
-
-def run_task(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    started = time.monotonic()
-    process = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
-                             text=True, check=False)
-    if process.returncode != 0:
-        raise SystemExit(f"invoke {' '.join(args)} failed:\n{process.stdout[-4000:]}{process.stderr[-2000:]}")
-    return time.monotonic() - started, process.stdout
 
 
 def free_port() -> int:

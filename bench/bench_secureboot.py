@@ -11,12 +11,11 @@ cache makes the builds quick; the boots are what it measures.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
+from benchlib import machine_line
 from bootkiln.console import Reporter
 from bootkiln.core.runner import Runner
 from bootkiln.pipeline import Build
@@ -33,9 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {memory_gib} GiB, "
-          f"python {platform.python_version()}")
+    print(machine_line())
     reporter = Reporter(quiet_output=True)
     signed = Build(load_profile(None), reporter=reporter)
     with tempfile.TemporaryDirectory(prefix="bootkiln-bench-sb-") as scratch:
