@@ -2,7 +2,10 @@
 # bootloader stage, run inside the builder container: the boot files of the target's ISO.
 #   bootloader.sh        (network none)  make them
 #   bootloader.sh fetch  (network host)  arm64 only: the target's GRUB modules (grub-efi-arm64-bin is
-#                                        an arm64 package) from the profile's archive, unpacked
+#                                        an arm64 package) from the profile's archive, unpacked; with
+#                                        BK_SECURE_BOOT=1 also Debian's signed arm64 shim, MokManager
+#                                        and GRUB (shim-signed, shim-helpers-arm64-signed,
+#                                        grub-efi-arm64-signed)
 # amd64 (hybrid BIOS/UEFI), from Debian's packages in the builder image:
 #   BIOS: isolinux.bin, ldlinux.c32 (El Torito) and isohdpfx.bin (the isohybrid MBR).
 #   UEFI: efiboot.img, a FAT image made without loop devices (mkfs.vfat + mtools) holding Debian's
@@ -13,8 +16,10 @@
 #         initramfs are stored once, in ISO9660; its `linux` verifies the kernel through shim.
 #         BK_SECURE_BOOT=0: an unsigned GRUB instead; BK_UKI=<file>: that signed Unified Kernel Image
 #         as BOOTX64.EFI instead.
-# arm64 (UEFI only, no Secure Boot yet): efiboot.img with EFI/BOOT/BOOTAA64.EFI, made by the builder's
-#   grub-mkimage from the fetched arm64-efi modules; its config finds the ISO by BK_ISO_MARKER.
+# arm64 (UEFI only): BK_SECURE_BOOT=1: Debian's signed chain as on amd64, shimaa64 as
+#   EFI/BOOT/BOOTAA64.EFI and gcdaa64 as EFI/BOOT/grubaa64.efi (it finds the ISO by /.disk/info).
+#   BK_SECURE_BOOT=0: BOOTAA64.EFI made by the builder's grub-mkimage from the fetched arm64-efi
+#   modules; its config finds the ISO by BK_ISO_MARKER.
 set -euo pipefail
 : "${SOURCE_DATE_EPOCH:?}" "${BK_ARCH:=amd64}"
 export LC_ALL=C TZ=UTC MTOOLS_SKIP_CHECK=1   # mtools stamps entries through localtime()
@@ -31,6 +36,14 @@ if [ "${1:-}" = fetch ]; then
     (cd /work/grub-deb && apt-get "${ARCHIVE_APT[@]}" -q download "grub-efi-$BK_ARCH-bin")
     dpkg-deb -x /work/grub-deb/grub-efi-"$BK_ARCH"-bin_*.deb "$GRUB_ROOT"
     dpkg-deb -f /work/grub-deb/grub-efi-"$BK_ARCH"-bin_*.deb Package Version Architecture
+    if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+        (cd /work/grub-deb && apt-get "${ARCHIVE_APT[@]}" -q download shim-signed \
+            "shim-helpers-$BK_ARCH-signed" "grub-efi-$BK_ARCH-signed")
+        for deb in /work/grub-deb/shim-*.deb /work/grub-deb/grub-efi-"$BK_ARCH"-signed_*.deb; do
+            dpkg-deb -x "$deb" "$GRUB_ROOT"
+            dpkg-deb -f "$deb" Package Version Architecture
+        done
+    fi
     exit 0
 fi
 
@@ -69,12 +82,23 @@ case "$BK_ARCH" in
         : "${BK_ISO_MARKER:?}"
         GRUB_DIR=$GRUB_ROOT/usr/lib/grub/arm64-efi EFI_NAME=BOOTAA64.EFI
         [ -f "$GRUB_DIR/linux.mod" ] || { echo "bootloader.sh: no GRUB modules in $GRUB_DIR" >&2; exit 3; }
-        # No PC serial port here: the firmware's console is the serial console (AAVMF, EC2).
-        printf '%s\n' "search --no-floppy --file --set=root $BK_ISO_MARKER" 'set prefix=($root)/boot/grub' \
-            > "$WORK/early.cfg"
-        grub-mkimage --directory="$GRUB_DIR" --format=arm64-efi --prefix=/boot/grub \
-            --config="$WORK/early.cfg" --output="$WORK/tree/EFI/BOOT/$EFI_NAME" \
-            search_fs_file iso9660 normal linux serial terminal echo efi_gop
+        SIGNED=/work/signed
+        rm -rf "$SIGNED" && mkdir -p "$SIGNED"
+        if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+            # Byte for byte from the archive, as on amd64; the disk stage gets them with the modules.
+            install -m 0644 "$GRUB_ROOT/usr/lib/shim/shimaa64.efi.signed" "$GRUB_ROOT/usr/lib/shim/mmaa64.efi.signed" \
+                "$GRUB_ROOT/usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed" "$SIGNED/"
+            install -m 0644 "$SIGNED/shimaa64.efi.signed" "$WORK/tree/EFI/BOOT/$EFI_NAME"
+            install -m 0644 "$GRUB_ROOT/usr/lib/grub/arm64-efi-signed/gcdaa64.efi.signed" \
+                "$WORK/tree/EFI/BOOT/grubaa64.efi"
+        else
+            # No PC serial port here: the firmware's console is the serial console (AAVMF, EC2).
+            printf '%s\n' "search --no-floppy --file --set=root $BK_ISO_MARKER" 'set prefix=($root)/boot/grub' \
+                > "$WORK/early.cfg"
+            grub-mkimage --directory="$GRUB_DIR" --format=arm64-efi --prefix=/boot/grub \
+                --config="$WORK/early.cfg" --output="$WORK/tree/EFI/BOOT/$EFI_NAME" \
+                search_fs_file iso9660 normal linux serial terminal echo efi_gop
+        fi
         ;;
     *) echo "bootloader.sh: no boot loader for $BK_ARCH" >&2; exit 3 ;;
 esac
@@ -94,11 +118,14 @@ if [ "$BK_ARCH" = amd64 ]; then
         > "$OUT/bootloader-packages.tsv"
 else
     {
-        deb=$(echo /work/grub-deb/grub-efi-"$BK_ARCH"-bin_*.deb)
-        printf '%s\t%s\n' "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)"
+        for deb in /work/grub-deb/*.deb; do
+            printf '%s\t%s\n' "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)"
+        done
         dpkg-query -W -f '${Package}\t${Version}\n' grub-common mtools dosfstools
     } > "$OUT/bootloader-packages.tsv"
-    # The disk stage makes its own GRUB image from the same modules.
+    # The disk stage makes its own GRUB image from the same modules, or (Secure Boot) installs the
+    # signed binaries, which ride along at the top of the same tar as *.efi.signed.
+    find "$SIGNED" -type f -exec cp {} "$GRUB_DIR"/ \;
     tar --create --file "$OUT/grub-modules.tar" --directory "$GRUB_DIR" --sort=name --numeric-owner \
         --owner=0 --group=0 --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --format=gnu .
 fi

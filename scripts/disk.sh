@@ -184,7 +184,15 @@ fi
 # GRUB's prefix is /EFI/debian on the ESP, where it sources grub.cfg: the same search as core.img's.
 # Signed binaries are copied byte for byte from the archive, so the image stays reproducible.
 mkdir -p "$W/esp/EFI/BOOT"
-if [ "$ARCH" != amd64 ]; then  # no Secure Boot images for other architectures yet (docs/secureboot.md)
+if [ "$ARCH" = arm64 ] && [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+    # Debian's signed arm64 chain, as below for amd64: the bootloader stage put the signed binaries
+    # next to the GRUB modules. shim loads grubaa64.efi from its folder; GRUB's prefix is /EFI/debian.
+    mkdir -p "$W/esp/EFI/debian"
+    install -m 0644 "$G_EFI/shimaa64.efi.signed" "$W/esp/EFI/BOOT/BOOTAA64.EFI"
+    install -m 0644 "$G_EFI/mmaa64.efi.signed" "$W/esp/EFI/BOOT/mmaa64.efi"
+    install -m 0644 "$G_EFI/grubaa64.efi.signed" "$W/esp/EFI/BOOT/grubaa64.efi"
+    install -m 0644 "$W/embed.cfg" "$W/esp/EFI/debian/grub.cfg"
+elif [ "$ARCH" != amd64 ]; then  # secureboot = false: an unsigned GRUB with the search built in
     # shellcheck disable=SC2086
     grub-mkimage -O $EFI_FORMAT -d "$G_EFI" -o "$W/esp/EFI/BOOT/$EFI_NAME" -c "$W/embed.cfg" -p "$BOOT/grub" \
         $MODULES fat $EFI_EXTRA

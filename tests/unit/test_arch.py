@@ -105,6 +105,18 @@ def test_bios_modes_are_refused_for_arm64(write_profile: WriteProfile) -> None:
         load_profile(str(write_profile('[debian]\narchitecture = "arm64"\n[boot]\nmodes = ["bios-cd"]\n')))
 
 
+def test_arm64_boots_debians_signed_chain_by_default_but_refuses_own_keys(write_profile: WriteProfile) -> None:
+    arm64 = '[debian]\narchitecture = "arm64"\n'
+    assert load_profile(str(write_profile(arm64))).secureboot.enabled
+    signed = load_profile(str(write_profile(arm64 + '[boot]\nmodes = ["uefi-cd-sb", "disk-uefi-sb"]\n')))
+    assert signed.boot.modes == ["uefi-cd-sb", "disk-uefi-sb"]
+    assert not load_profile(str(write_profile("secureboot = false\n" + arm64))).secureboot.enabled
+    with pytest.raises(InputError, match=r"own-key Unified Kernel Images .* amd64 only so far, not arm64"):
+        load_profile(str(write_profile(arm64 + '[secureboot]\nkey = "db.key"\ncert = "db.crt"\n')))
+    with pytest.raises(InputError, match="uefi-cd-ownkey: own-key Unified Kernel Images"):
+        load_profile(str(write_profile(arm64 + '[boot]\nmodes = ["uefi-cd-ownkey"]\n')))
+
+
 def test_engine_architecture_names() -> None:
     assert debian_arch("x86_64") == "amd64" and debian_arch("aarch64") == "arm64" and debian_arch("arm64") == "arm64"
     assert debian_arch("s390x") is None

@@ -1,7 +1,8 @@
 """UEFI-only ISO images (arm64 has no BIOS), written with pycdlib, byte for byte reproducibly.
 
 Boot paths in one file:
-  UEFI CD   El Torito entry (platform 0xEF) -> FAT image -> EFI/BOOT/BOOTAA64.EFI (GRUB)
+  UEFI CD   El Torito entry (platform 0xEF) -> FAT image -> EFI/BOOT/BOOTAA64.EFI (Debian's signed
+            shim -> grubaa64.efi, signed GRUB; or, secureboot = false, an unsigned GRUB)
   UEFI USB  the same FAT image as the EFI system partition of a GPT (protective MBR), whose
             table lives in the ISO's unused system area and, as backup, past its end.
 GRUB finds the ISO9660 filesystem by its marker file and reads /boot/grub/grub.cfg, as on amd64.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pycdlib
 
-from bootkiln.formats.iso import IsoFile, grub_cfg, iso9660_path, pinned_pycdlib
+from bootkiln.formats.iso import DISK_INFO, IsoFile, grub_cfg, iso9660_path, pinned_pycdlib
 
 SECTOR = 512
 ISO_BLOCK = 2048
@@ -75,7 +76,9 @@ def write_efi_iso(destination: Path, *, kernel: Path, initrd: Path, efi_image: P
         raise RuntimeError("the EFI image must be a whole number of sectors and under 32 MiB")
     content = [
         IsoFile(marker, f"{label}\n".encode()),
-        IsoFile("/boot/grub/grub.cfg", grub_cfg(cmdline, label).encode()),
+        # Debian's signed GRUB (Secure Boot) finds the medium by /.disk/info, the unsigned one by the marker.
+        IsoFile(DISK_INFO, f"{label}\n".encode()),
+        IsoFile("/boot/grub/grub.cfg", grub_cfg(cmdline, label, pc_serial=False).encode()),
         IsoFile(EFI_IMAGE, efi),
         IsoFile("/boot/vmlinuz", kernel.read_bytes()),
         IsoFile("/boot/initrd.img", initrd.read_bytes()),

@@ -171,10 +171,12 @@ def isolinux_cfg(cmdline: str) -> str:
             f"  KERNEL /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND {cmdline}\n")
 
 
-def grub_cfg(cmdline: str, label: str) -> str:
+def grub_cfg(cmdline: str, label: str, *, pc_serial: bool = True) -> str:
     # $root and $prefix were set by the config embedded in the signed GRUB (search --file /.disk/info).
-    return ("serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
-            "set timeout=0\nset default=0\n"
+    # Without a PC serial port (arm64) the firmware's console already is the serial console.
+    serial = ("serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
+              if pc_serial else "")
+    return (serial + "set timeout=0\nset default=0\n"
             f'menuentry "{label}" {{\n  linux /boot/vmlinuz {cmdline}\n  initrd /boot/initrd.img\n}}\n')
 
 

@@ -530,15 +530,14 @@ class Profile(StrictModel):
         if bios := [mode for mode in self.boot.modes if "bios" in mode]:
             raise ValueError(f"boot.modes: {', '.join(bios)}: {arch} machines have no BIOS; "
                              "use the UEFI modes (uefi-cd, uefi-usb, disk-uefi)")
-        # Debian's signed chain and the own-key UKI are built for amd64 only so far (docs/secureboot.md):
-        # an arm64 image boots with Secure Boot off, and says so rather than claiming otherwise.
-        if "secureboot" not in self.model_fields_set:
-            object.__setattr__(self, "secureboot", self.secureboot.model_copy(update={"enabled": False}))
-        elif self.secureboot.enabled:
-            raise ValueError(f"secureboot: Secure Boot images are built for amd64 only so far, not {arch}; "
-                             "set `secureboot = false`")
-        if signed := [mode for mode in self.boot.modes if mode.endswith(("-sb", "-ownkey"))]:
-            raise ValueError(f"boot.modes: {', '.join(signed)}: Secure Boot images are built for amd64 only so far")
+        # Debian signs shim, GRUB and the kernel for arm64 too, so its signed chain is the default there
+        # as on amd64. The own-key UKI needs systemd's arm64 stub, which the builder lacks (docs/secureboot.md).
+        if self.secureboot.own_keys:
+            raise ValueError(f"secureboot: own-key Unified Kernel Images (key/cert) are built for amd64 only "
+                             f"so far, not {arch}; remove key and cert to boot Debian's signed chain")
+        if ownkey := [mode for mode in self.boot.modes if mode.endswith("-ownkey")]:
+            raise ValueError(f"boot.modes: {', '.join(ownkey)}: own-key Unified Kernel Images are built for "
+                             "amd64 only so far; use the -sb modes (Debian's signed chain)")
         return self
 
     @property

@@ -8,7 +8,7 @@ from bootkiln.profile.model import StrictModel
 
 
 class SecureBootSettings(StrictModel):
-    """[secureboot]: UEFI Secure Boot on amd64 (docs/secureboot.md). `secureboot = false` is short for
+    """[secureboot]: UEFI Secure Boot on amd64 and arm64 (docs/secureboot.md). `secureboot = false` is short for
     `[secureboot] enabled = false`."""
 
     enabled: bool = Field(
@@ -21,7 +21,7 @@ class SecureBootSettings(StrictModel):
         default=None,
         description="your own Secure Boot signing key (PEM, RSA), relative to the profile's folder: UEFI then boots "
         "a Unified Kernel Image (kernel, initramfs and command line) signed with it; needs `cert`. Never recorded in "
-        "any output",
+        "any output. amd64 only",
         json_schema_extra={"shown_default": "Debian's signed chain"},
     )
     cert: str | None = Field(

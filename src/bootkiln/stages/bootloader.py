@@ -1,10 +1,12 @@
 """bootloader stage: BIOS (isolinux) and UEFI boot files for the target's ISO: on amd64 Debian's signed
-shim and GRUB (or the profile's own signed UKI) in a FAT image; on arm64 GRUB arm64-efi.
+shim and GRUB (or the profile's own signed UKI) in a FAT image; on arm64 Debian's signed arm64 shim
+and GRUB, or (secureboot = false) GRUB arm64-efi.
 
 Script: scripts/bootloader.sh. For amd64 the files come from Debian's packages in the builder image,
 so the builder image's identity is part of the key and no network is needed. arm64 boots UEFI only;
 its GRUB modules come from the profile's archive (grub-efi-arm64-bin), and the builder's grub-mkimage
-makes BOOTAA64.EFI from them.
+makes BOOTAA64.EFI from them; with Secure Boot, so do shim-signed, shim-helpers-arm64-signed and
+grub-efi-arm64-signed, whose signed binaries are copied byte for byte.
 """
 
 from __future__ import annotations
@@ -82,13 +84,15 @@ class BootloaderStage(StageBase):
         else:
             engine = ctx.runner.engine
             assert engine is not None
-            env = {**archive_env(ctx), "BK_ISO_MARKER": ISO_MARKER}
+            env = {**archive_env(ctx), "BK_ISO_MARKER": ISO_MARKER,
+                   "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
             hint = f"making the boot files failed; the builder image may lack GRUB for {target}"
             with engine.volume(self.name) as volume:
                 online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
                                  uploads=[scripts_upload(ctx, SCRIPT)])
                 ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
-                               hint=f"could not download grub-efi-{target}-bin; check the mirror")
+                               hint=f"could not download grub-efi-{target}-bin (or, with Secure Boot, Debian's "
+                               "signed shim and GRUB); check the mirror")
                 ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
                                where=replace(online, network="none", collect=[("/work/out", scratch)]), hint=hint)
         efi_binaries = require_efi_image(scratch / "efiboot.img", target)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,9 @@ PROBE_MARKER = "Linux version"
 # Secure Boot on, Microsoft's keys enrolled (Debian's ovmf package). This firmware only runs with
 # SMM emulated and its flash marked secure, so the variable store cannot be written around it.
 OVMF_SECURE_BOOT = ("/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+# arm64: Secure Boot on, Microsoft's keys enrolled (qemu-efi-aarch64). Arm has no SMM: this build keeps
+# its variables in ordinary flash.
+AAVMF_SECURE_BOOT = ("/usr/share/AAVMF/AAVMF_CODE.ms.fd", "/usr/share/AAVMF/AAVMF_VARS.ms.fd")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Firmware:
     code: Path
     vars_template: Path
     secure_boot: bool = False
+    smm: bool = False  # the variable store lives in SMM: QEMU must emulate it and mark the flash secure
 
 
 def qemu_binary(arch: str = "amd64") -> str:
@@ -58,12 +62,12 @@ def qemu_binary(arch: str = "amd64") -> str:
 
 def find_ovmf(arch: str = "amd64", *, secure_boot: bool = False) -> Firmware:
     if secure_boot:
-        # Secure Boot images are built for amd64 only so far (the profile refuses -sb modes elsewhere).
-        code, variables = OVMF_SECURE_BOOT
+        code, variables = OVMF_SECURE_BOOT if arch == "amd64" else AAVMF_SECURE_BOOT
         if Path(code).is_file() and Path(variables).is_file():
-            return Firmware(Path(code), Path(variables), secure_boot=True)
-        raise EnvironmentProblem(f"no Secure Boot OVMF ({code} with {Path(variables).name}) found",
-                                 hint="apt-get install ovmf (Debian's package ships the .ms.fd files)")
+            return Firmware(Path(code), Path(variables), secure_boot=True, smm=arch == "amd64")
+        package = "ovmf" if arch == "amd64" else "qemu-efi-aarch64"
+        raise EnvironmentProblem(f"no Secure Boot UEFI firmware ({code} with {Path(variables).name}) found",
+                                 hint=f"apt-get install {package} (Debian's package ships the .ms.fd files)")
     for code, variables in OVMF_CANDIDATES if arch == "amd64" else AAVMF_CANDIDATES:
         if Path(code).is_file() and Path(variables).is_file():
             return Firmware(Path(code), Path(variables))
@@ -92,11 +96,12 @@ def media_args(mode: BootMode, image: Path, arch: str = "amd64") -> list[str]:
     if not boots_iso(mode):
         # snapshot=on: the guest may write (its root fs journal), the image file never changes.
         return ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
-    if mode.endswith("-cd") and arch == "arm64":
+    cd = mode.removesuffix("-sb").removesuffix("-ownkey").endswith("-cd")
+    if cd and arch == "arm64":
         # virt has no IDE: the CD drive hangs off virtio-scsi.
         return ["-device", "virtio-scsi-pci,id=scsi", "-drive", f"file={image},media=cdrom,if=none,id=cd,readonly=on",
                 "-device", "scsi-cd,bus=scsi.0,drive=cd,bootindex=1"]
-    if mode.removesuffix("-sb").removesuffix("-ownkey").endswith("-cd"):
+    if cd:
         return ["-drive", f"file={image},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=d"]
     return ["-device", "qemu-xhci,id=xhci",
             "-drive", f"file={image},format=raw,if=none,id=stick,readonly=on",
@@ -107,7 +112,7 @@ def firmware_args(mode: BootMode, firmware: Firmware | None, vars_copy: Path | N
     if not is_uefi(mode):
         return []
     assert firmware is not None and vars_copy is not None
-    secure = ["-global", "driver=cfi.pflash01,property=secure,value=on"] if firmware.secure_boot else []
+    secure = ["-global", "driver=cfi.pflash01,property=secure,value=on"] if firmware.smm else []
     return [*secure, "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
 
@@ -115,7 +120,7 @@ def firmware_args(mode: BootMode, firmware: Firmware | None, vars_copy: Path | N
 def qemu_argv(mode: BootMode, image: Path, *, accel: Accel, memory: int, firmware: Firmware | None = None,
               vars_copy: Path | None = None, arch: str = "amd64") -> list[str]:
     machine = MACHINE_FOR[arch][:2]
-    if firmware is not None and firmware.secure_boot:
+    if firmware is not None and firmware.smm:
         # OVMF's Secure Boot build keeps its variables in SMM, out of the guest's reach.
         machine = [machine[0], f"{machine[1]},smm=on"]
     return [
@@ -137,7 +142,7 @@ def uefi_vars(mode: BootMode, vars_template: Path | None = None,
         return
     firmware = find_ovmf(arch, secure_boot=is_secure_boot(mode))
     if vars_template is not None:
-        firmware = Firmware(firmware.code, vars_template, firmware.secure_boot)
+        firmware = replace(firmware, vars_template=vars_template)
     with tempfile.TemporaryDirectory(prefix="bootkiln-ovmf-") as scratch:
         copy = Path(scratch) / "vars.fd"
         shutil.copyfile(firmware.vars_template, copy)
