@@ -11,7 +11,6 @@ pycdlib's isohybrid support needs isolinux, so the GPT is written here.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import struct
@@ -20,9 +19,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import pycdlib
-
-from bootkiln.formats.iso import DISK_INFO, IsoFile, grub_cfg, iso9660_path, pinned_pycdlib
+from bootkiln.formats.iso import DISK_INFO, IsoFile, grub_cfg, iso9660_path, populated_iso
 
 SECTOR = 512
 ISO_BLOCK = 2048
@@ -83,23 +80,8 @@ def write_efi_iso(destination: Path, *, kernel: Path, initrd: Path, efi_image: P
         IsoFile("/boot/vmlinuz", kernel.read_bytes()),
         IsoFile("/boot/initrd.img", initrd.read_bytes()),
     ]
-    folders = sorted({str(Path(path).parent) for path in [*(item.path for item in content), *(p for p, _ in extra)]}
-                     - {"/"}, key=lambda p: p.count("/"))
     seed = b"bootkiln-efi-iso/%d/%s" % (source_date_epoch, label.encode())
-    with pinned_pycdlib(source_date_epoch, seed=label.encode()), contextlib.ExitStack() as handles:
-        iso = pycdlib.PyCdlib()
-        iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="BOOTKILN",
-                rock_ridge="1.09", joliet=3)
-        for folder in folders:
-            iso.add_directory(iso9660_path(folder, folder=True), rr_name=Path(folder).name, joliet_path=folder,
-                              file_mode=0o40555)
-        for item in content:
-            iso.add_fp(io.BytesIO(item.data), len(item.data), item.iso9660, rr_name=Path(item.path).name,
-                       joliet_path=item.path, file_mode=0o100444)
-        for path, source in extra:
-            handle = handles.enter_context(source.open("rb"))
-            iso.add_fp(handle, source.stat().st_size, iso9660_path(path), rr_name=Path(path).name,
-                       joliet_path=path, file_mode=0o100444)
+    with populated_iso(label, content, extra, source_date_epoch) as iso:
         iso.add_eltorito(iso9660_path(EFI_IMAGE), bootcatfile="/BOOT/GRUB/BOOT.CAT;1", rr_bootcatname="boot.cat",
                          joliet_bootcatfile="/boot/grub/boot.cat", efi=True, platform_id=0xEF, bootable=True)
         with destination.open("w+b") as output:
@@ -118,4 +100,3 @@ def write_efi_iso(destination: Path, *, kernel: Path, initrd: Path, efi_image: P
             output.truncate(total * SECTOR)
             output.seek(total * SECTOR - len(tail))
             output.write(tail)
-        iso.close()

@@ -204,6 +204,32 @@ def fix_gpt_crcs(handle: BinaryIO) -> None:
     fix_header(fix_header(512) * 512)
 
 
+@contextlib.contextmanager
+def populated_iso(label: str, content: Sequence[IsoFile], extra: Sequence[tuple[str, Path]],
+                  source_date_epoch: int) -> Iterator[pycdlib.PyCdlib]:
+    """A new ISO holding `content` and the `extra` files in their folders, with pycdlib's clock, time
+    zone and random numbers pinned until the caller has written it; closed afterwards."""
+    folders = sorted({str(Path(path).parent) for path in [*(item.path for item in content), *(p for p, _ in extra)]}
+                     - {"/"}, key=lambda p: p.count("/"))
+    with pinned_pycdlib(source_date_epoch, seed=label.encode()), contextlib.ExitStack() as handles:
+        iso = pycdlib.PyCdlib()
+        iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="BOOTKILN",
+                rock_ridge="1.09", joliet=3)
+        for folder in folders:
+            iso.add_directory(iso9660_path(folder, folder=True), rr_name=Path(folder).name, joliet_path=folder,
+                              file_mode=0o40555)
+        for item in content:
+            iso.add_fp(io.BytesIO(item.data), len(item.data), item.iso9660, rr_name=Path(item.path).name,
+                       joliet_path=item.path, file_mode=0o100444)
+        # Large payloads (a live system's squashfs) are streamed from disk while the image is written.
+        for path, source in extra:
+            handle = handles.enter_context(source.open("rb"))
+            iso.add_fp(handle, source.stat().st_size, iso9660_path(path), rr_name=Path(path).name,
+                       joliet_path=path, file_mode=0o100444)
+        yield iso
+        iso.close()
+
+
 def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline: str, marker: str,
                      source_date_epoch: int, extra: Sequence[tuple[str, Path]] = ()) -> None:
     """Write the ISO to `destination` (a temporary path; the caller renames it into place)."""
@@ -224,24 +250,8 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         IsoFile("/boot/vmlinuz", files.kernel.read_bytes()),
         IsoFile("/boot/initrd.img", files.initrd.read_bytes()),
     ]
-    folders = sorted({str(Path(path).parent) for path in [*(item.path for item in content), *(p for p, _ in extra)]}
-                     - {"/"}, key=lambda p: p.count("/"))
     mbr_id = zlib.crc32(b"bootkiln-mbr/%d/%s" % (source_date_epoch, label.encode())) or 1
-    with pinned_pycdlib(source_date_epoch, seed=label.encode()), contextlib.ExitStack() as handles:
-        iso = pycdlib.PyCdlib()
-        iso.new(interchange_level=3, vol_ident=label, sys_ident="LINUX", app_ident_str="BOOTKILN",
-                rock_ridge="1.09", joliet=3)
-        for folder in folders:
-            iso.add_directory(iso9660_path(folder, folder=True), rr_name=Path(folder).name, joliet_path=folder,
-                              file_mode=0o40555)
-        for item in content:
-            iso.add_fp(io.BytesIO(item.data), len(item.data), item.iso9660, rr_name=Path(item.path).name,
-                       joliet_path=item.path, file_mode=0o100444)
-        # Large payloads (a live system's squashfs) are streamed from disk while the image is written.
-        for path, source in extra:
-            handle = handles.enter_context(source.open("rb"))
-            iso.add_fp(handle, source.stat().st_size, iso9660_path(path), rr_name=Path(path).name,
-                       joliet_path=path, file_mode=0o100444)
+    with populated_iso(label, content, extra, source_date_epoch) as iso:
         # BIOS first (the initial entry), then UEFI: pycdlib sizes the EFI partition from the last entry.
         iso.add_eltorito("/ISOLINUX/ISOLINUX.BIN;1", bootcatfile="/ISOLINUX/BOOT.CAT;1", rr_bootcatname="boot.cat",
                          joliet_bootcatfile="/isolinux/boot.cat", boot_load_size=4, boot_info_table=True,
@@ -261,7 +271,6 @@ def write_hybrid_iso(destination: Path, files: BootFiles, *, label: str, cmdline
         with destination.open("w+b") as output:
             iso.write_fp(output)
             fix_gpt_crcs(output)
-        iso.close()
 
 
 def list_iso(path: Path) -> list[str]:
