@@ -305,7 +305,7 @@ def test_installed_esp_holds_grub_for_uefi(installed_from_iso: Installed, tmp_pa
     assert "::/EFI/BOOT/BOOTX64.EFI" in listing.splitlines(), listing
 
 
-# --- the installer without its payload: the online installer, within 12 MB --------------------------
+# --- the installer without its payload: the online installer, within 16 MiB ------------------------
 @pytest.fixture(scope="module")
 def online_only_iso(installer: InstallerBuild, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("online-only")
@@ -317,13 +317,15 @@ def online_only_iso(installer: InstallerBuild, tmp_path_factory: pytest.TempPath
 
 
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_the_installer_iso_without_payload_is_within_12_mb_and_boots_bios_and_uefi(
+def test_the_installer_iso_without_payload_is_within_16_mib_and_boots_bios_and_uefi(
         online_only_iso: Path, accel: Accel, tmp_path: Path, firmware: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     size = online_only_iso.stat().st_size
     with capsys.disabled():
         print(f"\n  installer ISO without payload: {size:,} bytes ({size / 1048576:.2f} MiB)")
-    assert size <= 12_000_000
+    # 12 MB before Debian's signed shim (1.0 MB) and CD GRUB (3.8 MB) joined its UEFI path (Secure Boot);
+    # neither can be trimmed without breaking its signature (docs/secureboot.md, "Size").
+    assert size <= 16 << 20
     target = blank_disk(tmp_path / "target.img")
     reporter = Reporter(quiet_output=True)
     with uefi_vars("uefi-cd" if firmware == "uefi" else "bios-cd") as (ovmf, store), FakeImds(None) as imds:
