@@ -25,6 +25,7 @@ from pathlib import Path
 from bootkiln.errors import EnvironmentProblem, InputError
 from bootkiln.formats import gpt
 from bootkiln.formats.corrupt import CorruptArtifact
+from bootkiln.formats.fat import FatVolume
 
 SECTOR = gpt.SECTOR  # LVM counts in 512-byte sectors too
 CHUNK = 1 << 20  # extract() copies, and leaves holes for zeros, in units of this many bytes
@@ -194,3 +195,11 @@ def dump_ext4_tree(fs_image: Path, dest: Path, *, owners: bool = True) -> None:
         raise DiskReadError(f"{fs_image}: debugfs rdump failed: {detail}", hint=hint)
     if not any(dest.iterdir()):
         raise DiskReadError(f"{fs_image}: debugfs rdump copied nothing into {dest}")
+
+
+def efi_file(efi_image: Path, name: str) -> bytes:
+    """One file's bytes from a FAT image (an ISO's EFI image, an ESP), e.g. "EFI/BOOT/BOOTX64.EFI"."""
+    with efi_image.open("rb") as handle:
+        volume = FatVolume(handle)
+        entry = dict(volume.walk())[name]
+        return volume.content(volume.first_cluster(entry), int.from_bytes(entry[28:32], "little"))

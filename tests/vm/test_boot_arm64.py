@@ -15,7 +15,6 @@ from bootkiln.core.archguard import require_efi_image
 from bootkiln.core.runner import Runner
 from bootkiln.errors import EnvironmentProblem
 from bootkiln.formats.arch import elf_machine, kernel_image_arch
-from bootkiln.formats.fat import FatVolume
 from bootkiln.formats.gpt import read_primary
 from bootkiln.formats.pe import read_pe
 from bootkiln.pipeline import Build
@@ -24,6 +23,7 @@ from bootkiln.stages.base import StageResult
 from bootkiln.verify.boottest import MARKER, on_machine
 from bootkiln.verify.qemu import boot, find_ovmf, qemu_argv
 from tests.conftest import component_missing
+from tests.support.diskread import efi_file
 
 ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 
@@ -96,13 +96,6 @@ def secure_boot_aavmf(qemu_arm64_ready: None) -> None:
         find_ovmf("arm64", secure_boot=True)
     except EnvironmentProblem as exc:
         component_missing("AAVMF with Secure Boot (AAVMF_CODE.ms.fd)", f"{exc.message} ({exc.hint})")
-
-
-def efi_file(efi_image: Path, name: str) -> bytes:
-    with efi_image.open("rb") as handle:
-        volume = FatVolume(handle)
-        entry = dict(volume.walk())[name]
-        return volume.content(volume.first_cluster(entry), int.from_bytes(entry[28:32], "little"))
 
 
 @pytest.mark.parametrize("mode", ["uefi-cd-sb", "disk-uefi-sb"])

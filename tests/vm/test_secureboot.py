@@ -12,7 +12,6 @@ import pytest
 from bootkiln.console import Reporter
 from bootkiln.core.runner import Runner
 from bootkiln.errors import EnvironmentProblem
-from bootkiln.formats.fat import FatVolume
 from bootkiln.formats.pe import read_pe
 from bootkiln.profile.schema import SECURE_BOOT_MODES, BootMode
 from bootkiln.stages.base import StageResult
@@ -20,6 +19,7 @@ from bootkiln.verify.boottest import MARKER
 from bootkiln.verify.qemu import Accel, boot, find_ovmf
 from tests.conftest import component_missing
 from tests.fixtures import SessionBuild
+from tests.support.diskread import efi_file
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +28,6 @@ def secure_boot_ovmf(qemu_ready: None) -> None:
         find_ovmf(secure_boot=True)
     except EnvironmentProblem as exc:
         component_missing("OVMF with Secure Boot (OVMF_CODE_4M.ms.fd)", f"{exc.message} ({exc.hint})")
-
-
-def efi_file(efi_image: Path, name: str) -> bytes:
-    with efi_image.open("rb") as handle:
-        volume = FatVolume(handle)
-        entry = dict(volume.walk())[name]
-        return volume.content(volume.first_cluster(entry), int.from_bytes(entry[28:32], "little"))
 
 
 @pytest.mark.parametrize("mode", SECURE_BOOT_MODES)
