@@ -73,7 +73,7 @@ def test(c: Context, pytest_args: str = "") -> None:
 
 @task(help={**PROFILE_HELP, **JOBS_HELP})
 def build_iso(c: Context, profile: str | None = None, jobs: int = 0, scheduler: str | None = None) -> None:
-    """Build the profile's hybrid BIOS/UEFI ISO (busybox, kernel, initramfs, boot files, pycdlib)."""
+    """Build the profile's ISO: hybrid BIOS/UEFI on amd64, UEFI-only on arm64 (busybox, kernel, initramfs)."""
     _exit(cli.build_iso(profile, jobs or None, scheduler))
 
 
