@@ -97,13 +97,13 @@ def worker(scheduler: str | None, threads: int, name: str | None) -> int:
         from bootkiln.core.engine import connect
         from bootkiln.core.runner import Host, Runner
         from bootkiln.scale.cluster import scheduler_address
-        from bootkiln.scale.worker import engine_architecture, worker_argv
+        from bootkiln.scale.worker import worker_argv
 
         address = scheduler_address(scheduler, None)
         if address is None:
             raise InputError("no scheduler to serve", hint="pass --scheduler tcp://HOST:8786 or set BOOTKILN_SCHEDULER")
         engine = connect(reporter.warn)
-        argv = worker_argv(address, engine_architecture(engine), threads, name)
+        argv = worker_argv(address, engine.architecture(), threads, name)
         reporter.info(f"starting a Dask worker for {address}: {' '.join(argv[3:])}")
         Runner(reporter, engine).run(argv, stage="worker", where=Host(),
                                      hint="the Dask worker stopped; its log is above")

@@ -23,6 +23,7 @@ from typing import Any
 
 from bootkiln.console import Reporter
 from bootkiln.errors import EnvironmentProblem, InputError, InternalError
+from bootkiln.formats.arch import debian_arch
 from bootkiln.paths import Workspace
 from bootkiln.pipeline import STAGES, Build, stages_for
 from bootkiln.profile.schema import Profile
@@ -30,9 +31,6 @@ from bootkiln.profile.schema import Profile
 SCHEDULER_VARIABLE = "BOOTKILN_SCHEDULER"
 CONNECT_SECONDS = 10
 ARCH_RESOURCE = "arch-"
-# Debian's names for what `docker info` reports as the engine's architecture.
-DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i686": "i386",
-                        "armv7l": "armhf", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
 
 
 def scheduler_address(option: str | None, profile: Profile | None,
@@ -58,8 +56,8 @@ def connect(address: str) -> Any:
 
 
 def worker_resources(architecture: str) -> dict[str, float]:
-    """The resources a worker whose engine reports `architecture` (docker info) advertises."""
-    debian = DEBIAN_ARCHITECTURES.get(architecture, architecture)
+    """The resources a worker whose engine runs `architecture` (Debian's name, or docker info's) advertises."""
+    debian = debian_arch(architecture) or architecture
     return {f"{ARCH_RESOURCE}{debian}": 1}
 
 

@@ -16,7 +16,6 @@ from bootkiln.console import Reporter
 from bootkiln.pipeline import Build, stages_for
 from bootkiln.profile.schema import Profile
 from bootkiln.scale.cluster import build_on_cluster, start_local_cluster
-from bootkiln.scale.worker import engine_architecture
 from bootkiln.stages.base import StageResult
 
 
@@ -71,7 +70,7 @@ def build_matrix(profiles: Sequence[Profile], targets: tuple[str, ...], reporter
     started = time.monotonic()
     on_workers: dict[str, tuple[float, bool]] | None = None
     if workers:
-        with start_local_cluster(workers, engine_architecture(builds[0].engine)) as cluster:
+        with start_local_cluster(workers, builds[0].engine.architecture()) as cluster:
             done = build_on_cluster(builds, targets, cluster.scheduler_address, reporter, shared_cache=True)
         on_workers = {f"{stage.name}-{stage.key}": (stage.seconds, stage.cached) for stage in done}
     elif scheduler is not None:

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from bootkiln.core.engine import Engine
 from bootkiln.scale.cluster import worker_resources
-
-
-def engine_architecture(engine: Engine) -> str:
-    """What the engine reports as its architecture (x86_64, aarch64, ...)."""
-    return str(engine.client.info().get("Architecture", "unknown"))
 
 
 def worker_argv(address: str, architecture: str, threads: int, name: str | None = None) -> list[str]:
