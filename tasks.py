@@ -95,10 +95,13 @@ def build(c: Context, profile: str | None = None, stage: list[str] | None = None
     _exit(cli.build(profile, stage or [], jobs or None, scheduler))
 
 
-@task(help={**PROFILE_HELP, "keep": "keep both builds' folders here for inspection"})
-def verify_reproducible(c: Context, profile: str | None = None, keep: str | None = None) -> None:
-    """Build twice from empty caches (other TZ, locale, umask, hostname, path) and compare every artifact."""
-    _exit(cli.verify_reproducible(profile, keep))
+@task(help={**PROFILE_HELP, "keep": "keep both builds' folders here for inspection",
+            "builder-arch": "make the second build's builder this architecture (amd64, arm64), run under "
+                            "qemu-user, to prove the builder's architecture does not change the artifacts"})
+def verify_reproducible(c: Context, profile: str | None = None, keep: str | None = None,
+                        builder_arch: str | None = None) -> None:
+    """Build twice from empty caches (other TZ, locale, umask, hostname, path[, builder]) and compare every artifact."""
+    _exit(cli.verify_reproducible(profile, keep, builder_arch))
 
 
 @task(help={"manifest": "a manifest.json written by an earlier build",

@@ -21,7 +21,7 @@ from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
 from bootkiln.console import Reporter, StageProgress
 from bootkiln.core.archive import ArchiveState, resolve_archive
-from bootkiln.core.builder import BuilderFactory, BuilderImage
+from bootkiln.core.builder import BuilderFactory, BuilderImage, requested_architecture, require_buildable
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
 from bootkiln.core.manifest import merge, new_manifest
@@ -99,6 +99,8 @@ class Build:
         # Set when a parallel run stops early: stages still running then report an interrupt, not a failure.
         self._stopping: interrupts.Interrupted | None = None
         self.check(DEFAULT_TARGETS)
+        # None: the engine's own architecture; BOOTKILN_BUILDER_ARCH, checked before any container.
+        self.builder_architecture = requested_architecture()
         # A bad signing key is reported now, not after the build it was to sign.
         self.signing_key = records.signing_key(profile)
 
@@ -142,8 +144,10 @@ class Build:
     @cached_property
     def builder(self) -> BuilderImage:
         with self.reporter.stage("builder") as progress:
+            require_buildable(self.profile.debian.architecture,
+                              self.builder_architecture or self.engine.architecture(), self.engine.endpoint.url)
             factory = BuilderFactory(self.engine, self.runner, self.reporter)
-            image, built = factory.ensure(self.profile.builder, self.builder_archive)
+            image, built = factory.ensure(self.profile.builder, self.builder_archive, self.builder_architecture)
             progress.cached = not built
             progress.note = image.tag
         return image

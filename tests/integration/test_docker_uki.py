@@ -13,11 +13,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from bootkiln.core.engine import files_upload
 from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed
 from bootkiln.formats.fat import FatVolume
 from bootkiln.stages.artifacts import UKI_MEDIA, uki_signed, uki_unsigned
-from bootkiln.stages.base import files_upload
 from bootkiln.stages.uki import UkiStage
 from bootkiln.stages.ukisign import UkiSignStage
 from tests.fixtures import OwnKeyBuild

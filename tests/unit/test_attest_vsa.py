@@ -78,3 +78,13 @@ def test_two_builds_provenance_compares_by_the_artifacts_it_attests(tmp_path: Pa
     assert not checks["provenance.dsse.json"].matches and not checks["boot.iso"].matches
     envelope = json.loads((third / "provenance.dsse.json").read_text())
     assert b"boot.iso" in base64.b64decode(envelope["payload"])
+
+
+def test_a_vsa_of_builds_by_two_builder_architectures_says_so(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BOOTKILN_SIGNING_KEY", raising=False)
+    path = write_vsa(Profile(), CHECKS, tmp_path / "out", Reporter(), builder_arch="arm64")
+    statement, _ = read_statement(path, None, VSA_TYPE)
+    reproducibility = statement["predicate"]["reproducibility"]
+    assert "builder architecture" in reproducibility["varied"]
+    assert [c.get("builder_arch") for c in reproducibility["conditions"]] == [None, "arm64"]

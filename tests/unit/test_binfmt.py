@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bootkiln.core.binfmt import ensure_binfmt
-from bootkiln.core.engine import Endpoint
+from bootkiln.core.binfmt import ensure_binfmt, hold_binfmt
+from bootkiln.core.engine import Endpoint, HoldFailed
 from bootkiln.errors import CommandFailed, EnvironmentProblem, Fault
 
 
@@ -84,3 +84,47 @@ def test_other_failures_are_not_disguised() -> None:
 def test_what_ran_is_reported() -> None:
     assert call(FakeRunner(output=["binfmt: registered qemu-aarch64 F"]), []) == (
         "qemu-user via binfmt_misc (registered qemu-aarch64 F)")
+
+
+def test_a_kernel_that_runs_the_target_itself_is_reported_as_native() -> None:
+    # An emulated arm64 builder on an amd64 host, building amd64: no handler, the host runs it.
+    engine: Any = FakeEngine(FakeClient([]))
+    runner = FakeRunner(output=["binfmt: native amd64 (the kernel runs it without a handler)"])
+    assert ensure_binfmt(runner, engine, image="builder", target="amd64", builder="arm64",  # type: ignore[arg-type]
+                         uploads=[]) == "native amd64 (the kernel runs it without a handler)"
+    assert runner.calls == [["/bootkiln/binfmt.sh", "amd64"]]
+
+
+@dataclass
+class HoldingEngine(FakeEngine):
+    """An engine whose held container says `report`, or exits with `status` first."""
+
+    report: str = ""
+    status: int = 0
+    held: list[list[str]] = field(default_factory=list)
+
+    def hold(self, image: str, argv: list[str], *, ready: str, uploads: object, on_line: Any) -> tuple[str, str]:
+        self.held.append(argv)
+        if self.status:
+            raise HoldFailed(self.status, ["binfmt.sh: the kernel refused to register qemu-aarch64 (read-only)"])
+        on_line(self.report)
+        return "bootkiln-hold-1", self.report
+
+
+def hold(engine: HoldingEngine) -> str:
+    return hold_binfmt(engine, image="native", target="arm64", uploads=[], on_line=lambda line: None)  # type: ignore[arg-type]
+
+
+def test_an_emulated_builder_holds_the_handler_for_the_build() -> None:
+    engine = HoldingEngine(FakeClient([]), report="binfmt: registered qemu-aarch64 F")
+    assert hold(engine) == "qemu-user via binfmt_misc (registered qemu-aarch64 F)"
+    assert engine.held == [["/bootkiln/binfmt.sh", "arm64", "hold"]]
+
+
+def test_a_handler_that_cannot_be_held_is_an_environment_problem() -> None:
+    with pytest.raises(EnvironmentProblem, match="could not register qemu-user for them: the kernel refused"):
+        hold(HoldingEngine(FakeClient([]), status=3))
+    with pytest.raises(CommandFailed):
+        hold(HoldingEngine(FakeClient([]), status=1))
+    with pytest.raises(EnvironmentProblem, match="rootless"):
+        hold(HoldingEngine(FakeClient(["name=rootless"])))

@@ -7,7 +7,16 @@ import json
 import tarfile
 from pathlib import Path
 
-from bootkiln.core.builder import builder_packages, image_config, write_docker_archive
+import pytest
+
+from bootkiln.core.builder import (
+    builder_packages,
+    image_config,
+    requested_architecture,
+    require_buildable,
+    write_docker_archive,
+)
+from bootkiln.errors import EnvironmentProblem, InputError
 
 
 def test_archive_and_image_id_depend_only_on_layer_and_epoch(tmp_path: Path) -> None:
@@ -32,3 +41,42 @@ def test_config_carries_the_archive_time_not_the_clock() -> None:
 
 def test_package_list_has_what_every_stage_runs() -> None:
     assert {"mmdebstrap", "kmod", "musl-tools", "grub-efi-amd64-bin", "isolinux", "mtools"} <= set(builder_packages())
+
+
+def test_each_builder_architecture_gets_only_the_packages_debian_has_for_it() -> None:
+    amd64, arm64 = set(builder_packages("amd64")), set(builder_packages("arm64"))
+    assert {"grub-efi-amd64-bin", "grub-pc-bin", "gcc-aarch64-linux-gnu"} <= amd64
+    assert not {"grub-efi-amd64-bin", "grub-efi-amd64-signed", "grub-pc-bin", "gcc-aarch64-linux-gnu"} & arm64
+    assert {"mmdebstrap", "gcc", "grub-common", "mtools", "qemu-user-static"} <= arm64 & amd64
+
+
+def test_a_malformed_qualifier_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "builder-packages.txt").write_text("gcc\n# note\nmusl-tools amd64\n")
+    monkeypatch.setattr("bootkiln.core.builder.project_root", lambda: tmp_path)
+    with pytest.raises(InputError, match=r"builder-packages.txt:3: 'musl-tools amd64'"):
+        builder_packages("amd64")
+
+
+def test_an_assembled_builder_config_names_its_architecture() -> None:
+    assert json.loads(image_config("00" * 32, 1783764997, "arm64"))["architecture"] == "arm64"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", None), ("arm64", "arm64"), (" amd64 ", "amd64")])
+def test_the_requested_builder_architecture(value: str, expected: str | None) -> None:
+    assert requested_architecture({"BOOTKILN_BUILDER_ARCH": value}) == expected
+
+
+def test_an_unsupported_builder_architecture_is_refused_with_the_choices() -> None:
+    with pytest.raises(InputError, match="BOOTKILN_BUILDER_ARCH='riscv64'") as caught:
+        requested_architecture({"BOOTKILN_BUILDER_ARCH": "riscv64"})
+    assert "amd64, arm64" in caught.value.hint
+
+
+def test_an_arm64_builder_refuses_an_amd64_target_before_it_is_made() -> None:
+    require_buildable("arm64", "arm64", "unix:///var/run/docker.sock")
+    require_buildable("arm64", "amd64", "unix:///var/run/docker.sock")
+    require_buildable("amd64", "amd64", "unix:///var/run/docker.sock")
+    with pytest.raises(EnvironmentProblem, match=r"an arm64 builder .* cannot build amd64 images") as caught:
+        require_buildable("amd64", "arm64", "ssh://mac")
+    assert "amd64 host" in caught.value.hint and caught.value.fault.exit_code == 3

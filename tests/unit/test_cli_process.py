@@ -18,9 +18,10 @@ NO_ENGINE = "unix:///nonexistent/docker.sock"
 WriteProfile = Callable[[str], Path]
 
 
-def invoke_task(args: list[str], tmp_path: Path) -> tuple[int, str]:
+def invoke_task(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None) -> tuple[int, str]:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "DOCKER_HOST": NO_ENGINE,
         "BOOTKILN_CACHE": str(tmp_path / "cache"),
         "BOOTKILN_OUT": str(tmp_path / "out"),
@@ -60,3 +61,13 @@ def test_valid_default_run_without_an_engine_exits_3_with_a_hint(tmp_path: Path)
         assert way_to_start_one in output.split("hint:", 1)[1], output
     assert "Traceback" not in output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_builder_architecture_exits_2_before_any_engine_contact(tmp_path: Path) -> None:
+    env_status, env_output = invoke_task(["build-iso"], tmp_path, {"BOOTKILN_BUILDER_ARCH": "riscv64"})
+    flag_status, flag_output = invoke_task(["verify-reproducible", "--builder-arch", "s390x"], tmp_path)
+    assert env_status == 2 and "BOOTKILN_BUILDER_ARCH='riscv64'" in env_output, env_output
+    assert flag_status == 2 and "--builder-arch 's390x'" in flag_output, flag_output
+    for output in (env_output, flag_output):
+        assert "amd64, arm64" in output and "Traceback" not in output
+        assert "no Docker engine" not in output, "refused before the engine was asked"

@@ -188,3 +188,25 @@ def test_invoke_rebuild_of_a_malformed_manifest_exits_2_without_a_traceback(tmp_
         status, output = invoke_task(["rebuild", "--manifest", str(path)], tmp_path)
         assert status == 2, output
         assert "Traceback" not in output and "bad input" in output, output
+
+
+def test_only_the_second_build_gets_another_builder_architecture(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootkiln.console import Reporter
+    from bootkiln.profile.schema import Profile
+    from bootkiln.verify import reproduce
+
+    seen: list[str | None] = []
+
+    def fake_run(self: object, argv: list[str], *, where: Any, **kwargs: object) -> list[str]:
+        seen.append(where.env.get("BOOTKILN_BUILDER_ARCH"))
+        return []
+
+    monkeypatch.setenv("BOOTKILN_BUILDER_ARCH", "amd64")  # the caller's own setting must not leak into build one
+    monkeypatch.setattr("bootkiln.core.runner.Runner.run", fake_run)
+    monkeypatch.setattr(reproduce, "project_root", lambda: tmp_path / "checkout")
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.setattr(reproduce, "compare_outputs", lambda first, second: [])
+    reproduce.verify(Profile(), None, Reporter(quiet_output=True), scratch=tmp_path / "scratch",
+                     builder_arch="arm64")
+    assert seen == [None, "arm64"]

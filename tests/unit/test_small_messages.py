@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,23 +141,44 @@ def test_a_failed_pull_shows_the_engines_message_whole() -> None:
     assert message in caught.value.message
 
 
-def test_an_arm64_engine_is_told_before_any_builder_work() -> None:
+class ArmEngine:
+    """An engine on an arm64 host (Docker Desktop on Apple Silicon), remote, that must not be asked for more."""
+
+    endpoint = type("Endpoint", (), {"url": "ssh://mac", "is_local": False})()
+
+    def architecture(self) -> str:
+        return "arm64"
+
+
+def test_an_arm64_engine_refuses_an_amd64_profile_before_any_builder_work(tmp_path: Path) -> None:
+    from bootkiln.console import Reporter
+    from bootkiln.paths import Workspace
+    from bootkiln.pipeline import Build
+    from bootkiln.profile.schema import Profile
+
+    build = Build(Profile(), workspace=Workspace(cache=tmp_path / "cache", out=tmp_path / "out"),
+                  reporter=Reporter(quiet_output=True))
+    build.__dict__["engine"] = ArmEngine()  # no archive is resolved and no image made before the refusal
+    with pytest.raises(EnvironmentProblem) as caught:
+        build.builder  # noqa: B018
+    assert "an arm64 builder (the Docker engine at ssh://mac) cannot build amd64 images" in caught.value.message
+    assert "DOCKER_HOST" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(("base", "error", "words"), [
+    ("image", InputError, 'builder.base = "image" cannot make an amd64 builder'),
+    ("auto", EnvironmentProblem, "needs the Docker engine on this machine"),
+])
+def test_an_emulated_builder_that_cannot_be_made_is_refused_first(base: str, error: type[Exception],
+                                                                   words: str) -> None:
     from bootkiln.console import Reporter
     from bootkiln.core.builder import BuilderFactory
     from bootkiln.core.runner import Runner
     from bootkiln.profile.schema import BuilderSettings
 
-    class Engine:
-        endpoint = type("Endpoint", (), {"url": "unix:///var/run/docker.sock"})()
-
-        def architecture(self) -> str:
-            return "arm64"
-
-    factory = BuilderFactory(cast(Any, Engine()), Runner(Reporter(quiet_output=True)), Reporter(quiet_output=True))
-    with pytest.raises(EnvironmentProblem) as caught:
-        factory.ensure(BuilderSettings(), cast(Any, None))  # no archive: nothing may be fetched or made
-    assert "unix:///var/run/docker.sock" in caught.value.message and "arm64" in caught.value.message
-    assert "DOCKER_HOST" in (caught.value.hint or "")
+    factory = BuilderFactory(cast(Any, ArmEngine()), Runner(Reporter(quiet_output=True)), Reporter(quiet_output=True))
+    with pytest.raises(error, match=re.escape(words)):
+        factory.ensure(BuilderSettings(base=base), cast(Any, None), "amd64")  # no archive: nothing may be fetched
 
 
 def test_our_own_messages_carry_no_pydantic_prefix(write_profile: WriteProfile) -> None:

@@ -36,6 +36,8 @@ def summary(profile: str, version: str, checks: Iterable[Reproduced], conditions
     differing = sorted(check.name for check in checks if not check.matches)
     passed = bool(reproduced) and not differing
     varied = ["time", "TZ", "locale", "umask", "path"] + (["hostname"] if hostname_varied else [])
+    if any(condition.get("builder_arch") for condition in conditions):
+        varied.append("builder architecture")
     predicate = {
         "verifier": {"id": VERIFIER_ID, "version": {"bootkiln": version}},
         "timeVerified": (verified_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -111,25 +111,39 @@ def worker(scheduler: str | None, threads: int, name: str | None) -> int:
     return guarded(action)
 
 
-def verify_reproducible(profile_ref: str | None, keep: str | None) -> int:
+def verify_reproducible(profile_ref: str | None, keep: str | None, builder_arch: str | None = None) -> int:
     def action(reporter: Reporter) -> None:
         from pathlib import Path
 
         from bootkiln.attest.records import signing_key
+        from bootkiln.core.builder import BUILDER_ARCHITECTURES
+        from bootkiln.core.engine import connect
         from bootkiln.pipeline import preflight
         from bootkiln.verify.reproduce import report, verify, write_vsa
 
         profile = load_profile(profile_ref)
         preflight(profile)
         signing_key(profile)  # a bad key is reported now, not after two builds
-        checks = verify(profile, profile_ref, reporter, scratch=Path(keep).resolve() if keep else None)
+        other, own = (builder_arch or "").strip() or None, ""
+        if other is not None:
+            if other not in BUILDER_ARCHITECTURES:
+                raise InputError(f"--builder-arch {other!r} is not a builder architecture bootkiln supports",
+                                 hint=f"use one of: {', '.join(BUILDER_ARCHITECTURES)}")
+            own = connect(reporter.warn).architecture()
+            if other == own:
+                raise InputError(f"--builder-arch {other} is the Docker engine's own architecture: both builds "
+                                 "would use the same builder",
+                                 hint="name the other architecture (the second build's builder runs under qemu-user)")
+        checks = verify(profile, profile_ref, reporter, scratch=Path(keep).resolve() if keep else None,
+                        builder_arch=other)
         report(checks, reporter)
-        write_vsa(profile, checks, Workspace.default().output_dir(profile.name), reporter)
+        write_vsa(profile, checks, Workspace.default().output_dir(profile.name), reporter, builder_arch=other)
         different = [check.name for check in checks if not check.matches]
         if different:
             raise ReproducibilityError(f"not reproducible: {', '.join(different)} differ between the two builds",
                                        hint="the differences are listed above; fix their source, not the output")
-        reporter.info(f"reproducible: {len(checks)} artifacts identical across both builds")
+        builders = f" and their {own} and {other} builders" if other else ""
+        reporter.info(f"reproducible: {len(checks)} artifacts identical across both builds{builders}")
 
     return guarded(action)
 

@@ -14,9 +14,9 @@ rootfs bootstrap container runs the same script again for itself before mmdebstr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from bootkiln.core.engine import Engine, Upload
+from bootkiln.core.engine import Engine, HoldFailed, Upload
 from bootkiln.core.runner import Builder, Runner
 from bootkiln.errors import CommandFailed, EnvironmentProblem
 
@@ -51,8 +51,36 @@ def ensure_binfmt(runner: Runner, engine: Engine, *, image: str, target: str, bu
     except CommandFailed as failure:
         if failure.status != REFUSED_STATUS:
             raise
-        reason = next((line for line in reversed(failure.tail) if line.startswith("binfmt.sh:")), "")
-        raise EnvironmentProblem(f"the engine's host cannot run {target} binaries and bootkiln could not register "
-                                 f"qemu-user for them: {reason.removeprefix('binfmt.sh: ')}", hint=HINT) from None
-    report = next((line for line in reversed(lines) if line.startswith("binfmt: ")), "binfmt: unknown")
-    return f"qemu-user via binfmt_misc ({report.removeprefix('binfmt: ')})"
+        raise _cannot_register(target, failure.tail) from None
+    return described(next((line for line in reversed(lines) if line.startswith("binfmt: ")), "binfmt: unknown"))
+
+
+def described(report: str) -> str:
+    """What binfmt.sh found, as the manifest records it."""
+    found = report.removeprefix("binfmt: ")
+    return found if found.startswith("native") else f"qemu-user via binfmt_misc ({found})"
+
+
+def hold_binfmt(engine: Engine, *, image: str, target: str, uploads: Sequence[Upload],
+                on_line: Callable[[str], None]) -> str:
+    """Keep the handler for `target` registered while this build runs: a container of the native
+    builder `image` holds the binfmt_misc mount (the lease removes it at exit). What an emulated
+    builder needs, since every one of its containers starts through the handler."""
+    require_registrable(engine, target)
+    try:
+        name, report = engine.hold(image, ["/bootkiln/" + SCRIPT, target, "hold"], ready="binfmt: ",
+                                   uploads=uploads, on_line=on_line)
+    except HoldFailed as failure:
+        if failure.status != REFUSED_STATUS:
+            raise CommandFailed(stage="binfmt", where=f"in builder container {image}",
+                                argv=["/bootkiln/" + SCRIPT, target, "hold"], status=failure.status,
+                                tail=failure.tail, hint=HINT) from None
+        raise _cannot_register(target, failure.tail) from None
+    on_line(f"{report}; container {name} holds it until this build ends")
+    return described(report)
+
+
+def _cannot_register(target: str, tail: Sequence[str]) -> EnvironmentProblem:
+    reason = next((line for line in reversed(tail) if line.startswith("binfmt.sh:")), "")
+    return EnvironmentProblem(f"the engine's host cannot run {target} binaries and bootkiln could not register "
+                              f"qemu-user for them: {reason.removeprefix('binfmt.sh: ')}", hint=HINT)

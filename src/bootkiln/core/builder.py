@@ -8,6 +8,12 @@ Two ways to make it, chosen by `builder.base`:
   machine. This works where no registry is reachable.
 `auto` uses a local pinned image if there is one, else mmdebstrap if installed, else pulls.
 Either way the image is tagged with a hash of its inputs and made only when they change.
+
+The builder is native to the engine's host. BOOTKILN_BUILDER_ARCH asks for another one, run under
+qemu-user: how an amd64 machine stands in for an arm64 one (Apple Silicon, Graviton) to prove that
+the builder's architecture does not change the artifacts. Such a builder is always assembled with
+mmdebstrap (no registry), and a container of the native builder keeps binfmt_misc's handler
+registered while the build runs.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,18 +35,22 @@ import docker.errors
 
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, sources_list
-from bootkiln.core.engine import Engine, engine_message, split_lines
+from bootkiln.core.binfmt import SCRIPT as BINFMT_SCRIPT
+from bootkiln.core.binfmt import hold_binfmt
+from bootkiln.core.engine import Engine, engine_message, files_upload, split_lines
 from bootkiln.core.lease import LABEL
 from bootkiln.core.runner import Host, Runner
-from bootkiln.errors import CommandFailed, EnvironmentProblem
+from bootkiln.errors import CommandFailed, EnvironmentProblem, InputError
+from bootkiln.formats.arch import ARCHES
 from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
 from bootkiln.profile.schema import BuilderSettings
 
 BUILDER_REPO = "bootkiln-builder"
-# The engines a builder image can be made on: docker/builder-packages.txt names amd64-only packages
-# (isolinux, the amd64 GRUBs, shim, the arm64 cross compiler), so an arm64 engine has none yet.
-BUILDER_ARCHITECTURES = ("amd64",)
+# The architectures a builder image is made for: docker/builder-packages.txt qualifies the packages
+# Debian has on one of them only (`name [amd64]`).
+BUILDER_ARCHITECTURES = ("amd64", "arm64")
+BUILDER_ARCH_VARIABLE = "BOOTKILN_BUILDER_ARCH"
 ASSEMBLY_FORMAT = "1"
 BUILDER_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive",
                "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TZ=UTC"]
@@ -50,17 +62,55 @@ class BuilderImage:
     image_id: str
     base: str
     base_recipe: dict[str, Any]
-    # The Debian architecture the builder runs as: native to the engine's host (see Engine.architecture).
+    # The Debian architecture the builder runs as: native to the engine's host (see Engine.architecture),
+    # unless BOOTKILN_BUILDER_ARCH asked for an emulated one.
     architecture: str = "amd64"
+    # How the builder's own binaries run: "native", or the qemu-user handler that runs them.
+    runs: str = "native"
 
     def identity(self) -> dict[str, Any]:
         return {"tag": self.tag, "image_id": self.image_id, "base": self.base, "base_recipe": self.base_recipe,
-                "architecture": self.architecture}
+                "architecture": self.architecture, "runs": self.runs}
 
 
-def builder_packages() -> list[str]:
-    text = (project_root() / "docker" / "builder-packages.txt").read_text()
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+def builder_packages(architecture: str = "amd64") -> list[str]:
+    """docker/builder-packages.txt for a builder of `architecture`: `name [arch ...]` lines only there."""
+    path = project_root() / "docker" / "builder-packages.txt"
+    packages = []
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, qualifier = line.partition(" ")
+        qualifier = qualifier.strip()
+        if qualifier and not (qualifier.startswith("[") and qualifier.endswith("]")):
+            raise InputError(f"{path}:{number}: {raw.strip()!r} is not `package` or `package [arch ...]`")
+        wanted = qualifier[1:-1].split() if qualifier else BUILDER_ARCHITECTURES
+        if architecture in wanted:
+            packages.append(name)
+    return packages
+
+
+def require_buildable(target: str, builder: str, engine: str) -> None:
+    """Refuse, before the builder is made, a target this builder's architecture cannot build."""
+    builders = ARCHES[target].builders
+    if builder not in builders:
+        raise EnvironmentProblem(
+            f"an {builder} builder (the Docker engine at {engine}) cannot build {target} images yet: Debian ships "
+            f"the {target} boot loaders and busybox toolchain bootkiln uses for {', '.join(builders)} builders only",
+            hint=f"use an engine on an {' or '.join(builders)} host (DOCKER_HOST or `docker context use`); "
+            f"README: Apple Silicon")
+
+
+def requested_architecture(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The builder architecture BOOTKILN_BUILDER_ARCH asks for, checked; None for the engine's own."""
+    value = environ.get(BUILDER_ARCH_VARIABLE, "").strip()
+    if not value:
+        return None
+    if value not in BUILDER_ARCHITECTURES:
+        raise InputError(f"{BUILDER_ARCH_VARIABLE}={value!r} is not a builder architecture bootkiln supports",
+                         hint=f"use one of: {', '.join(BUILDER_ARCHITECTURES)}, or unset it for the engine's own")
+    return value
 
 
 def image_config(layer_digest: str, epoch: int, architecture: str = "amd64") -> bytes:
@@ -106,22 +156,45 @@ class BuilderFactory:
     runner: Runner
     reporter: Reporter
 
-    def ensure(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[BuilderImage, bool]:
-        """The builder image for these settings, and whether it had to be made now."""
-        native = self.engine.architecture()
-        if native not in BUILDER_ARCHITECTURES:
-            # Said before any download or container, rather than as a failed package list deep in mmdebstrap.
-            raise EnvironmentProblem(
-                f"the Docker engine at {self.engine.endpoint.url} runs {native} containers natively, and bootkiln's "
-                f"builder is made for {', '.join(BUILDER_ARCHITECTURES)} engines only so far",
-                hint="point DOCKER_HOST (or `docker context use`) at an engine on an x86-64 host; it builds amd64 and "
-                "arm64 targets alike (README: Apple Silicon)")
+    def ensure(self, settings: BuilderSettings, archive: ArchiveState,
+               architecture: str | None = None) -> tuple[BuilderImage, bool]:
+        """The builder image for these settings, and whether it had to be made now.
+
+        `architecture`: a builder other than the engine's own, run under qemu-user (None: native).
+        """
+        native = self.engine.architecture()  # refuses an engine of any other architecture
+        if architecture is not None and architecture != native:
+            return self._emulated(settings, archive, native, architecture)
         method, base_id = self._choose(settings)
         if method == "mmdebstrap":
-            image, built = self._assembled(settings, archive)
+            image, built = self._assembled(settings, archive, native)
         else:
             image, built = self._from_dockerfile(settings, archive, base_id)
         return replace(image, architecture=native), built
+
+    def _emulated(self, settings: BuilderSettings, archive: ArchiveState, native: str,
+                  architecture: str) -> tuple[BuilderImage, bool]:
+        """A builder of another architecture: assembled on this host with mmdebstrap --arch, run under
+        qemu-user through a binfmt_misc handler that a native builder container holds registered."""
+        if settings.base == "image":
+            raise InputError(f"builder.base = \"image\" cannot make an {architecture} builder on this "
+                             f"{native} engine: an emulated builder is assembled with mmdebstrap",
+                             hint=f"set builder.base to \"auto\" or \"mmdebstrap\", or unset {BUILDER_ARCH_VARIABLE}")
+        if not self.engine.endpoint.is_local:
+            raise EnvironmentProblem(
+                f"an emulated {architecture} builder needs the Docker engine on this machine (mmdebstrap here and "
+                f"the engine's containers share one kernel's binfmt_misc); {self.engine.endpoint.url} is remote",
+                hint=f"unset {BUILDER_ARCH_VARIABLE} to use the engine's own builder, or run on the engine's host")
+        if not shutil.which("mmdebstrap"):
+            raise EnvironmentProblem(f"an emulated {architecture} builder is assembled with mmdebstrap, which this "
+                                     "host lacks", hint="apt-get install mmdebstrap qemu-user-static")
+        host, _ = self.ensure(settings, archive)
+        script = project_root() / "scripts" / BINFMT_SCRIPT
+        runs = hold_binfmt(self.engine, image=host.tag, target=architecture,
+                           uploads=[files_upload({BINFMT_SCRIPT: (script.read_bytes(), 0o755)})],
+                           on_line=lambda line: self.reporter.line("binfmt", line))
+        image, built = self._assembled(settings, archive, architecture)
+        return replace(image, architecture=architecture, runs=runs), built
 
     def _choose(self, settings: BuilderSettings) -> tuple[Literal["image", "mmdebstrap"], str]:
         problems: list[str] = []
@@ -146,10 +219,12 @@ class BuilderFactory:
         )
 
     # --- assembled with mmdebstrap ---------------------------------------------------------------
-    def _assembled(self, settings: BuilderSettings, archive: ArchiveState) -> tuple[BuilderImage, bool]:
-        packages = builder_packages()
+    def _assembled(self, settings: BuilderSettings, archive: ArchiveState,
+                   architecture: str) -> tuple[BuilderImage, bool]:
+        packages = builder_packages(architecture)
         recipe = {"method": "mmdebstrap", "format": ASSEMBLY_FORMAT, "variant": "minbase", "suite": settings.suite,
-                  "archive": archive.identity(), "packages": packages, "env": BUILDER_ENV}
+                  "archive": archive.identity(), "packages": packages, "env": BUILDER_ENV,
+                  "architecture": architecture}
         tag = f"{BUILDER_REPO}:{Fingerprint('builder').add_json('recipe', recipe).hexdigest()[:20]}"
         image = self._local(tag)
         if image is not None:
@@ -158,7 +233,8 @@ class BuilderFactory:
             rootfs = Path(scratch) / "rootfs.tar"
             sources = Path(scratch) / "sources.list"
             sources.write_text(sources_list(archive, ["main"]))
-            argv = ["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}",
+            argv = ["mmdebstrap", "--variant=minbase", f"--architectures={architecture}",
+                    f"--include={','.join(packages)}",
                     "--aptopt=Acquire::Retries \"5\"", "--aptopt=Acquire::http::Timeout \"30\"",
                     "--customize-hook=rm -f \"$1\"/etc/machine-id && touch \"$1\"/etc/machine-id",
                     settings.suite, str(rootfs), str(sources)]
@@ -168,7 +244,7 @@ class BuilderFactory:
                             hint="mmdebstrap makes the builder image; check the mirror and disk space",
                             missing_hint="apt-get install mmdebstrap")
             bundle = Path(scratch) / "image.tar"
-            expected_id = write_docker_archive(rootfs, bundle, tag, archive.source_date_epoch)
+            expected_id = write_docker_archive(rootfs, bundle, tag, archive.source_date_epoch, architecture)
             with bundle.open("rb") as handle:
                 for _ in self.engine.client.api.load_image(handle):
                     pass

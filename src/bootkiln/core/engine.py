@@ -166,6 +166,18 @@ class Upload:
     archive: bytes | Path
 
 
+def files_upload(files: dict[str, tuple[bytes, int]]) -> Upload:
+    """Files for /bootkiln/ in the container, delivered through the Docker API (never bind mounts)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in sorted(files):
+            data, mode = files[name]
+            info = tarfile.TarInfo(f"bootkiln/{name}")
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    return Upload("/", buffer.getvalue())
+
+
 @dataclass(frozen=True)
 class Reaped:
     """A container or volume removed because the build that made it is certainly dead."""
@@ -314,6 +326,35 @@ class Engine:
         finally:
             with suppress(docker.errors.APIError):
                 container.remove(force=True)
+
+    def hold(self, image: str, argv: Sequence[str], *, ready: str, uploads: Sequence[Upload] = (),
+             on_line: Callable[[str], None]) -> tuple[str, str]:
+        """Start argv in a privileged container that stays up; return (its name, its first `ready` line).
+
+        For state the kernel keeps only while a container holds it (a binfmt_misc mount). The
+        container carries this build's lease, so the lease's sweep removes it at exit or interrupt,
+        and a reaper removes it if the build is killed.
+        """
+        name = f"bootkiln-hold-{uuid.uuid4().hex[:12]}"
+
+        def make() -> Container:
+            container = self._create(image, argv, network="none", volumes={}, env={}, name=name)
+            for upload in uploads:
+                data = upload.archive.read_bytes() if isinstance(upload.archive, Path) else upload.archive
+                container.put_archive(upload.path, data)
+            return container
+
+        container = self._start(make)
+        tail: list[str] = []
+        for line in split_lines(container.logs(stream=True, follow=True)):
+            on_line(line)
+            tail.append(line)
+            if line.startswith(ready):
+                return name, line
+        status = int(container.wait()["StatusCode"])
+        with suppress(docker.errors.APIError):
+            container.remove(force=True)
+        raise HoldFailed(status, tail[-20:])
 
     def copy_out(self, container: Container, source: str, destination: Path) -> None:
         """Copy the contents of a container folder into `destination` on the host, streaming."""
@@ -492,6 +533,15 @@ def connect(warn: Callable[[str], None], environ: Mapping[str, str] = os.environ
 
 # The engine's messages are one or two sentences; a page of text is some proxy's HTML error page.
 MESSAGE_LIMIT = 1000
+
+
+class HoldFailed(Exception):
+    """A held container exited before it said it was ready."""
+
+    def __init__(self, status: int, tail: list[str]) -> None:
+        super().__init__(f"exited with status {status}")
+        self.status = status
+        self.tail = tail
 
 
 def engine_message(exc: BaseException) -> str:

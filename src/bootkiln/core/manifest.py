@@ -64,8 +64,10 @@ def input_digests(profile: Profile) -> dict[str, str]:
     return digests
 
 
-def architectures(target: str, builder: str, stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The target's and the builder's architectures, and how binaries of the target ran in the build."""
+def architectures(target: str, builder: str, stages: Mapping[str, Mapping[str, Any]],
+                  builder_runs: str = "native") -> dict[str, Any]:
+    """The target's and the builder's architectures, how the builder itself ran (natively, or under
+    qemu-user standing in for a host of its architecture), and how binaries of the target ran."""
     foreign: dict[str, Any]
     if target == builder:
         foreign = {"method": "none", "why": "the builder is native to the target"}
@@ -77,7 +79,7 @@ def architectures(target: str, builder: str, stages: Mapping[str, Mapping[str, A
             ran["rootfs"] = f"mmdebstrap ran the maintainer scripts under {how}"
         foreign = {"method": "cross" if set(ran) <= {"busybox", "kernel", "bootloader"} else "cross+qemu-user",
                    "stages": {name: how for name, how in sorted(ran.items()) if name in stages}}
-    return {"target": target, "builder": builder, "foreign_binaries": foreign}
+    return {"target": target, "builder": builder, "builder_runs": builder_runs, "foreign_binaries": foreign}
 
 
 def new_manifest(profile: Profile, archive: dict[str, Any], builder: dict[str, Any],
@@ -89,7 +91,8 @@ def new_manifest(profile: Profile, archive: dict[str, Any], builder: dict[str, A
         "profile_file": str(profile.source) if profile.source else None,
         "archive": archive,
         "builder": builder,
-        "architectures": architectures(profile.debian.architecture, builder.get("architecture", "amd64"), stages),
+        "architectures": architectures(profile.debian.architecture, builder.get("architecture", "amd64"), stages,
+                                       builder.get("runs", "native")),
         "inputs": input_digests(profile),
         "stages": stages,
         "artifacts": artifacts,

@@ -31,13 +31,16 @@ class Arch:
     grub_platform: str   # GRUB's platform directory and mkimage format
     gnu_triplet: str     # the cross toolchain prefix
     bios: bool           # whether machines of this architecture boot through a PC BIOS
+    builders: tuple[str, ...]  # the builder architectures that build it (see core/builder.py)
 
 
 ARCHES: dict[str, Arch] = {
     "amd64": Arch("amd64", "x86_64", 62, 0x8664, "x86 bzImage", "BOOTX64.EFI", "x86_64-efi",
-                  "x86_64-linux-gnu", bios=True),
+                  "x86_64-linux-gnu", bios=True,
+                  # An arm64 builder has no amd64 GRUB, isolinux or x86-64 musl: Debian builds those on x86 only.
+                  builders=("amd64",)),
     "arm64": Arch("arm64", "aarch64", 183, 0xAA64, "arm64 Image", "BOOTAA64.EFI", "arm64-efi",
-                  "aarch64-linux-gnu", bios=False),
+                  "aarch64-linux-gnu", bios=False, builders=("amd64", "arm64")),
 }
 SUPPORTED = tuple(ARCHES)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Any, Protocol
 from bootkiln.console import Reporter
 from bootkiln.core.archive import ArchiveState, sources_list
 from bootkiln.core.builder import BuilderImage
-from bootkiln.core.engine import Upload
+from bootkiln.core.engine import Upload, files_upload
 from bootkiln.core.overlay import plan_overlays
 from bootkiln.core.runner import Runner
 from bootkiln.errors import InputError
@@ -123,18 +121,6 @@ def code_files(*modules: str) -> list[Path]:
 
 def script_path(name: str) -> Path:
     return project_root() / "scripts" / name
-
-
-def files_upload(files: dict[str, tuple[bytes, int]]) -> Upload:
-    """Files for /bootkiln/ in the container, delivered through the Docker API (never bind mounts)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name in sorted(files):
-            data, mode = files[name]
-            info = tarfile.TarInfo(f"bootkiln/{name}")
-            info.size, info.mode = len(data), mode
-            archive.addfile(info, io.BytesIO(data))
-    return Upload("/", buffer.getvalue())
 
 
 def archive_env(ctx: StageContext) -> dict[str, str]:

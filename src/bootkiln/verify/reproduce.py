@@ -2,17 +2,20 @@
 
 `verify` runs two complete builds from empty caches, one after the other, each in its own copy of
 the checkout and with a different time zone, locale, umask and (where permitted) hostname, then
-compares every artifact; a difference is shown structurally (bootkiln.verify.diff). `rebuild`
+compares every artifact; a difference is shown structurally (bootkiln.verify.diff). With a builder
+architecture, the second build's builder is that one, under qemu-user (BOOTKILN_BUILDER_ARCH),
+standing in for a host of that architecture. `rebuild`
 builds again from a manifest alone and checks each artifact against the recorded sha256.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from pydantic import ValidationError
 
 from bootkiln.attest.provenance import ATTESTATION_NAMES
 from bootkiln.console import Reporter
+from bootkiln.core.builder import BUILDER_ARCH_VARIABLE
 from bootkiln.core.manifest import input_digests, load_manifest
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import EnvironmentProblem, InputError
@@ -42,6 +46,8 @@ class Condition:
     umask: str
     hostname: str
     folder: str
+    # The builder's architecture when it is not the engine's own (run under qemu-user).
+    builder_arch: str | None = None
 
 
 CONDITIONS = (
@@ -88,32 +94,53 @@ def _profile_argument(profile_ref: str | None) -> str | None:
     return profile_ref
 
 
+def conditions(builder_arch: str | None = None) -> tuple[Condition, ...]:
+    """The two builds' conditions; with `builder_arch`, the second build's builder is that architecture's."""
+    first, second = CONDITIONS
+    return first, replace(second, builder_arch=builder_arch)
+
+
 def verify(profile: Profile, profile_ref: str | None, reporter: Reporter,
-           targets: tuple[str, ...] = DEFAULT_TARGETS, scratch: Path | None = None) -> list[ArtifactCheck]:
+           targets: tuple[str, ...] = DEFAULT_TARGETS, scratch: Path | None = None,
+           builder_arch: str | None = None) -> list[ArtifactCheck]:
     root = project_root()
     runner = Runner(reporter)
     keep = scratch is not None
     base = scratch or Path(tempfile.mkdtemp(prefix="bootkiln-verify-"))
     outputs: list[Path] = []
     try:
-        for condition in CONDITIONS:
+        for condition in conditions(builder_arch):
             checkout = base / condition.folder
             shutil.copytree(root, checkout, ignore=COPY_IGNORE, dirs_exist_ok=True)
             out = base / f"out-{condition.label}"
             env = {**os.environ, "BOOTKILN_HOME": str(checkout), "PYTHONPATH": str(checkout / "src"),
                    "BOOTKILN_CACHE": str(base / f"cache-{condition.label}"), "BOOTKILN_OUT": str(out),
                    "TZ": condition.tz, "LC_ALL": condition.locale, "LANG": condition.locale}
+            env.pop(BUILDER_ARCH_VARIABLE, None)
+            if condition.builder_arch:
+                env[BUILDER_ARCH_VARIABLE] = condition.builder_arch
+            builder = f" {condition.builder_arch} builder under qemu-user" if condition.builder_arch else ""
             with reporter.stage(f"build {condition.label}",
                                 f"TZ={condition.tz} LC_ALL={condition.locale} umask {condition.umask} "
-                                f"hostname {condition.hostname} in {checkout}"):
+                                f"hostname {condition.hostname}{builder} in {checkout}"):
                 runner.run(_build_argv(condition, _profile_argument(profile_ref), targets), stage=condition.label,
                            where=Host(cwd=checkout, env=env),
                            hint="the build itself failed; run it alone with `invoke build` to see why")
             outputs.append(out / profile.name)
+            reporter.info(f"{condition.label} build's builder: {builder_of(out / profile.name)}")
         return compare_outputs(outputs[0], outputs[1])
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def builder_of(out: Path) -> str:
+    """The builder a build's manifest records: its architecture and how it ran."""
+    try:
+        recorded = json.loads((out / "manifest.json").read_text())["architectures"]
+        return f"{recorded['builder']} ({recorded.get('builder_runs', 'native')})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not recorded (no manifest.json)"
 
 
 def _recorded(out: Path) -> dict[str, str]:
@@ -155,7 +182,8 @@ def attested_artifacts(path: Path) -> dict[str, str]:
     return {name: digest for name, digest in subject_digests(statement).items() if name != "manifest.json"}
 
 
-def write_vsa(profile: Profile, checks: list[ArtifactCheck], out: Path, reporter: Reporter) -> Path:
+def write_vsa(profile: Profile, checks: list[ArtifactCheck], out: Path, reporter: Reporter,
+              builder_arch: str | None = None) -> Path:
     """The SLSA Verification Summary of a verify run, signed when a signing key is configured."""
     from bootkiln import __version__
     from bootkiln.attest import dsse, vsa
@@ -163,11 +191,12 @@ def write_vsa(profile: Profile, checks: list[ArtifactCheck], out: Path, reporter
     from bootkiln.attest.records import signing_key
 
     key = signing_key(profile)
-    conditions = [{"label": c.label, "TZ": c.tz, "locale": c.locale, "umask": c.umask,
-                   "hostname": c.hostname if varies_hostname() else None, "path": c.folder} for c in CONDITIONS]
+    varied = [{"label": c.label, "TZ": c.tz, "locale": c.locale, "umask": c.umask,
+               "hostname": c.hostname if varies_hostname() else None, "path": c.folder,
+               **({"builder_arch": c.builder_arch} if c.builder_arch else {})} for c in conditions(builder_arch)]
     reproduced = [vsa.Reproduced(c.name, c.expected, c.matches) for c in checks if c.name not in ATTESTATION_NAMES]
     inputs = {f"first build's {c.name}": c.expected for c in checks if c.name in ATTESTATION_NAMES}
-    payload = statement_bytes(vsa.summary(profile.name, __version__, reproduced, conditions, varies_hostname(),
+    payload = statement_bytes(vsa.summary(profile.name, __version__, reproduced, varied, varies_hostname(),
                                           inputs))
     out.mkdir(parents=True, exist_ok=True)
     name, stale = (vsa.SIGNED_NAME, vsa.UNSIGNED_NAME) if key else (vsa.UNSIGNED_NAME, vsa.SIGNED_NAME)
