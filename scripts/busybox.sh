@@ -102,27 +102,6 @@ check_link_inputs() {
 }
 
 compile() {
-    # musl-gcc has no kernel headers: borrow linux-libc-dev's through a private include folder.
-    rm -rf /work/kinc && mkdir /work/kinc
-    for dir in linux asm-generic mtd scsi; do ln -s "/usr/include/$dir" "/work/kinc/$dir"; done
-    ln -s "/usr/include/$(gcc -dumpmachine)/asm" /work/kinc/asm
-    make -j"$(nproc)" busybox CC=musl-gcc KCONFIG_NOTIMESTAMP=1 \
-        BB_EXTRA_VERSION="bootkiln Debian $1" \
-        CONFIG_EXTRA_CFLAGS="-ffile-prefix-map=/work=/build -isystem /work/kinc"
-}
-
-# arm64: Debian's <triplet>-gcc and static glibc (there is no musl cross toolchain in Debian): on an
-# amd64 builder gcc-aarch64-linux-gnu with libc6-dev-arm64-cross (which brings the kernel headers),
-# on an arm64 builder the native gcc under the same name.
-cross_compile() {
-    command -v "${TRIPLET}-gcc" > /dev/null || {
-        echo "busybox.sh: the builder has no ${TRIPLET}-gcc to compile busybox for $BK_ARCH" >&2; exit 3; }
-    make -j"$(nproc)" busybox CROSS_COMPILE="${TRIPLET}-" KCONFIG_NOTIMESTAMP=1 \
-        BB_EXTRA_VERSION="bootkiln Debian $1" \
-        CONFIG_EXTRA_CFLAGS="-ffile-prefix-map=/work=/build"
-}
-
-compile() {
     cd "$SRC"
     local version
     version=$(dpkg-parsechangelog -SVersion)
