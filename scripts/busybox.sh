@@ -90,13 +90,17 @@ glibc_compile() {
         -isystem "$SYSROOT/usr/include/$TRIPLET" -isystem "$SYSROOT/usr/include"
 }
 
-# Every object the linker loaded must be the build's own or the sysroot's (busybox's trylink writes
-# the map): a library found anywhere else would make the bytes depend on the builder.
-check_link_inputs() {
-    local foreign
-    foreign=$(sed -n 's/^LOAD //p' busybox_unstripped.map | grep -v -e "^$SYSROOT/" -e '^[^/]' | sort -u || true)
+# Every header the compiler read (kbuild's .o.cmd dependency lists) and every file the linker loaded
+# (trylink's map) must be the build's own or the sysroot's: anything from elsewhere in the builder
+# would make the bytes depend on the builder. Host tools (fixdep, the usage generator) are exempt.
+check_inputs() {
+    local objects foreign
+    objects=$(find . -name '.*.o.cmd' -exec grep -l -e "-B$GCCLIB/" {} + | LC_ALL=C sort || true)
+    [ -n "$objects" ] || { echo "busybox.sh: no dependency lists of the target's objects" >&2; exit 1; }
+    foreign=$( (xargs sed -n 's/^ *\(\/[^ ]*\).*/\1/p' <<< "$objects"; sed -n 's/^LOAD //p' busybox_unstripped.map) \
+        | grep -v -e '^/work/' -e '^[^/]' | LC_ALL=C sort -u || true)
     if [ -n "$foreign" ]; then
-        echo "busybox.sh: the link used files from outside the target sysroot:" $foreign >&2
+        echo "busybox.sh: busybox was compiled or linked with files from outside the target sysroot:" $foreign >&2
         exit 1
     fi
 }
@@ -115,7 +119,7 @@ compile() {
     fi
     # The toolchain follows the target only, never the builder, so every builder makes the same bytes.
     if [ "$BK_ARCH" = amd64 ]; then musl_compile "$version"; else glibc_compile "$version"; fi
-    check_link_inputs
+    check_inputs
 
     local dynamic
     dynamic=$(readelf -d busybox 2>&1 || true)
