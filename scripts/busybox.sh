@@ -60,8 +60,11 @@ fetch_sysroot() {
 }
 
 # -nostdinc and -B put the sysroot's headers, start files and libraries before the compiler's own
-# (a cross gcc also searches /usr/<triplet>/lib, where libc6-dev-*-cross lives). BB_EXTRA_VERSION
-# replaces the build time in the banner (Debian's version.patch).
+# (a cross gcc also searches /usr/<triplet>/lib, where libc6-dev-*-cross lives). -fno-ident: the code
+# Debian's native and cross gcc-12 generate is the same, but each object's .comment names the
+# package's version ("12.2.0-14+deb12u1" natively, "12.2.0-14" in the cross build); strip drops
+# .comment, yet ld hashes it into the GNU build-id first. BB_EXTRA_VERSION replaces the build time in
+# the banner (Debian's version.patch).
 toolchain_make() {
     local version=$1 cc="${TRIPLET}-gcc"
     shift
@@ -69,7 +72,7 @@ toolchain_make() {
         echo "busybox.sh: the builder has no $cc to compile busybox for $BK_ARCH" >&2; exit 3; }
     make -j"$(nproc)" busybox CC="$cc -B$GCCLIB/ $*" CROSS_COMPILE="${TRIPLET}-" KCONFIG_NOTIMESTAMP=1 \
         BB_EXTRA_VERSION="bootkiln Debian $version" \
-        CONFIG_EXTRA_CFLAGS="-ffile-prefix-map=/work=/build"
+        CONFIG_EXTRA_CFLAGS="-ffile-prefix-map=/work=/build -fno-ident"
 }
 
 # amd64: musl (static glibc warns about NSS and is larger). musl-gcc is a wrapper around a specs file
