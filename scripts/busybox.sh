@@ -70,6 +70,9 @@ toolchain_make() {
     shift
     command -v "$cc" > /dev/null || {
         echo "busybox.sh: the builder has no $cc to compile busybox for $BK_ARCH" >&2; exit 3; }
+    # The sysroot's libgcc and compiler headers are gcc 12's: another compiler would not match them.
+    [ "$("$cc" -dumpversion)" = 12 ] || {
+        echo "busybox.sh: $cc is gcc $("$cc" -dumpversion), the sysroot has libgcc-12-dev" >&2; exit 3; }
     make -j"$(nproc)" busybox CC="$cc -B$GCCLIB/ $*" CROSS_COMPILE="${TRIPLET}-" KCONFIG_NOTIMESTAMP=1 \
         BB_EXTRA_VERSION="bootkiln Debian $version" \
         CONFIG_EXTRA_CFLAGS="-ffile-prefix-map=/work=/build -fno-ident"
