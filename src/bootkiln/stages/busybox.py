@@ -14,7 +14,7 @@ from typing import Any
 
 from bootkiln.core.archguard import require_elf_file
 from bootkiln.core.runner import Builder
-from bootkiln.errors import InputError
+from bootkiln.errors import InputError, InternalError
 from bootkiln.profile.loader import busybox_config
 from bootkiln.profile.schema import Profile
 from bootkiln.stages.base import (
@@ -99,6 +99,28 @@ def check_config(profile: Profile) -> None:
         )
 
 
+def read_toolchain(text: str, target: str) -> tuple[dict[str, str], dict[str, str]]:
+    """toolchain.tsv split into the builder's packages that ran and the target sysroot's ("name:arch").
+
+    The sysroot decides busybox's libc, start files and libgcc, so a package of another architecture
+    there would be a broken binary: refused, naming it.
+    """
+    tools: dict[str, str] = {}
+    sysroot: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        name, tab, version = line.partition("\t")
+        if not tab or not name or not version:
+            raise InternalError(f"busybox toolchain.tsv line {number}: {line!r} is not 'package<TAB>version'")
+        package, colon, arch = name.partition(":")
+        if not colon:
+            tools[name] = version
+        elif arch in (target, "all"):
+            sysroot[name] = version
+        else:
+            raise InternalError(f"busybox was compiled against {package} for {arch}, not for the target ({target})")
+    return tools, sysroot
+
+
 class BusyboxStage(StageBase):
     name = "busybox"
     requires: tuple[str, ...] = ()
@@ -139,8 +161,8 @@ class BusyboxStage(StageBase):
         if absent:
             raise InputError(f"the compiled busybox lacks applet(s) the profile needs: {', '.join(absent)}",
                              hint="enable them in the busybox configuration")
-        toolchain = dict(line.split("\t") for line in (scratch / "toolchain.tsv").read_text().splitlines())
+        toolchain, sysroot = read_toolchain((scratch / "toolchain.tsv").read_text(), ctx.profile.debian.architecture)
         sources = {name: digest for digest, name in
                    (line.split(maxsplit=1) for line in (scratch / "source.sha256").read_text().splitlines())}
         return {"applets": len(applets), "source_version": (scratch / "version.txt").read_text().strip(),
-                "source_sha256": sources, "toolchain": toolchain}
+                "source_sha256": sources, "toolchain": toolchain, "sysroot": sysroot}
