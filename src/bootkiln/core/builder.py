@@ -96,8 +96,8 @@ def require_buildable(target: str, builder: str, engine: str) -> None:
     builders = ARCHES[target].builders
     if builder not in builders:
         raise EnvironmentProblem(
-            f"an {builder} builder (the Docker engine at {engine}) cannot build {target} images yet: Debian ships "
-            f"the {target} boot loaders and busybox toolchain bootkiln uses for {', '.join(builders)} builders only",
+            f"an {builder} builder (the Docker engine at {engine}) cannot build {target} images yet: the {target} "
+            f"boot loaders bootkiln installs from the builder's packages exist for {', '.join(builders)} only",
             hint=f"use an engine on an {' or '.join(builders)} host (DOCKER_HOST or `docker context use`); "
             f"README: Apple Silicon")
 

@@ -37,7 +37,8 @@ class Arch:
 ARCHES: dict[str, Arch] = {
     "amd64": Arch("amd64", "x86_64", 62, 0x8664, "x86 bzImage", "BOOTX64.EFI", "x86_64-efi",
                   "x86_64-linux-gnu", bios=True,
-                  # An arm64 builder has no amd64 GRUB, isolinux or x86-64 musl: Debian builds those on x86 only.
+                  # The amd64 boot files (GRUB i386-pc and x86_64-efi, shim, isolinux) come from the builder's own
+                  # packages, which Debian builds for x86 only; busybox alone would build on arm64 too.
                   builders=("amd64",)),
     "arm64": Arch("arm64", "aarch64", 183, 0xAA64, "arm64 Image", "BOOTAA64.EFI", "arm64-efi",
                   "aarch64-linux-gnu", bios=False, builders=("amd64", "arm64")),
