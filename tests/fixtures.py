@@ -158,6 +158,21 @@ def diskless_live(session_build: SessionBuild, tmp_path_factory: pytest.TempPath
     return profile_build(session_build, tmp_path_factory, "diskless-live", "live").iso()
 
 
+@pytest.fixture(scope="session")
+def diskless_arm64(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> DisklessBuild:
+    """The arm64 diskless client (profiles/diskless-arm64.toml): its tree bootstrapped under qemu-user
+    and its UEFI-only NFS boot ISO, once for the session on the session's cache."""
+    build = profile_build(session_build, tmp_path_factory, "diskless-arm64", "diskless-arm64")
+    build.iso()
+    return DisklessBuild(build, build.produce("nfsroot"), build.stage("rootfs"))
+
+
+@pytest.fixture(scope="session")
+def diskless_live_arm64(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> StageResult:
+    """The arm64 live ISO: the same client tree as diskless_arm64 (its rootfs comes from the cache)."""
+    return profile_build(session_build, tmp_path_factory, "diskless-live-arm64", "live-arm64").iso()
+
+
 @dataclass(frozen=True)
 class InstallerBuild:
     build: Build
@@ -169,6 +184,15 @@ class InstallerBuild:
 def installer(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> InstallerBuild:
     """The installer profile's ISO and 128 MiB disk image (both with the offline payload), built once."""
     build = profile_build(session_build, tmp_path_factory, "installer", "installer")
+    iso = build.iso().artifact("boot.iso")
+    return InstallerBuild(build, iso, build.disk().artifact("disk.img"))
+
+
+@pytest.fixture(scope="session")
+def installer_arm64(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> InstallerBuild:
+    """The arm64 installer (profiles/installer-arm64.toml): its UEFI-only ISO and 128 MiB disk image,
+    both with the offline payload (an arm64 rootfs bootstrapped under qemu-user), built once."""
+    build = profile_build(session_build, tmp_path_factory, "installer-arm64", "installer-arm64")
     iso = build.iso().artifact("boot.iso")
     return InstallerBuild(build, iso, build.disk().artifact("disk.img"))
 

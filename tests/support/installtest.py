@@ -18,7 +18,7 @@ from bootkiln.console import Reporter
 from bootkiln.core.runner import Runner
 from bootkiln.installer.fakeimds import qemu_netdev
 from bootkiln.profile.schema import Profile
-from bootkiln.verify.qemu import ANSI, Accel, Firmware, firmware_args, qemu_binary
+from bootkiln.verify.qemu import ANSI, MACHINE_FOR, Accel, Firmware, firmware_args, qemu_binary
 
 DONE = "BOOTKILN-INSTALL-DONE"
 FAILED = "BOOTKILN-INSTALL-FAILED"
@@ -42,10 +42,15 @@ class InstallRun:
 
 
 def install_argv(medium: Medium, image: Path, target: Path | None, *, imds_port: int, accel: Accel,
-                 memory: int, firmware: Firmware | None = None, uefi_vars: Path | None = None) -> list[str]:
+                 memory: int, firmware: Firmware | None = None, uefi_vars: Path | None = None,
+                 arch: str = "amd64") -> list[str]:
     """QEMU with the installer medium, a virtio disk to install on and user networking that reaches
     the fake IMDS at 169.254.169.254. No -no-reboot: the installer's reboot must boot the new system.
-    With `firmware` (and a copy of its variable store) the machine boots UEFI, else BIOS."""
+    With `firmware` (and a copy of its variable store) the machine boots UEFI, else BIOS; arm64
+    (virt) boots UEFI only, so it needs them."""
+    if arch != "amd64":
+        return uefi_only_argv(medium, image, target, imds_port=imds_port, accel=accel, memory=memory,
+                              firmware=firmware, uefi_vars=uefi_vars, arch=arch)
     argv = [qemu_binary(), "-machine", "q35", "-accel", accel, "-m", str(memory), "-smp", "1",
             "-display", "none", "-vga", "std", "-serial", "stdio", "-monitor", "none",
             "-netdev", qemu_netdev(imds_port), "-device", "virtio-net-pci,netdev=net0"]
@@ -61,6 +66,28 @@ def install_argv(medium: Medium, image: Path, target: Path | None, *, imds_port:
         # cache=unsafe: the guest's flushes (dpkg syncs every file) need not reach the host's disk,
         # which only slows emulated installs down; the image is scratch until the test reads it.
         argv += ["-drive", f"file={target},format=raw,if=virtio,index=1,cache=unsafe"]
+    return argv
+
+
+def uefi_only_argv(medium: Medium, image: Path, target: Path | None, *, imds_port: int, accel: Accel,
+                   memory: int, firmware: Firmware | None, uefi_vars: Path | None, arch: str) -> list[str]:
+    """An arm64 machine (virt, AAVMF): the disk to install on (/dev/vda) comes first in the boot order,
+    so AAVMF passes over it while it is blank and boots the installed system after the reboot; the
+    installer ISO hangs off virtio-scsi (virt has no IDE), or the installer's disk image is /dev/vda."""
+    assert firmware is not None and uefi_vars is not None, f"{arch} machines boot UEFI only"
+    argv = [qemu_binary(arch), *MACHINE_FOR[arch], "-accel", accel, "-m", str(memory), "-smp", "1",
+            "-display", "none", "-serial", "stdio", "-monitor", "none",
+            "-netdev", qemu_netdev(imds_port), "-device", "virtio-net-pci,netdev=net0",
+            *firmware_args("uefi-cd", firmware, uefi_vars)]
+    disks = [target] if medium == "iso" else [image, target]
+    for index, disk in enumerate(disk for disk in disks if disk is not None):
+        # cache=unsafe, as above: the guest's flushes need not reach the host's disk.
+        argv += ["-drive", f"file={disk},format=raw,if=none,id=disk{index},cache=unsafe",
+                 "-device", f"virtio-blk-pci,drive=disk{index},bootindex={index}"]
+    if medium == "iso":
+        argv += ["-device", "virtio-scsi-pci,id=scsi",
+                 "-drive", f"file={image},media=cdrom,if=none,id=cd,readonly=on",
+                 "-device", "scsi-cd,bus=scsi.0,drive=cd,bootindex=9"]
     return argv
 
 

@@ -56,6 +56,32 @@ def test_an_offline_payload_without_target_modules_is_refused(tmp_path: Path) ->
         preflight(load_profile(str(path)))
 
 
+@pytest.mark.parametrize(("arch", "old", "new", "message"), [
+    ("amd64", '"grub-pc-bin", ', "", "on amd64 runs grub-install from this rootfs; it lacks grub-pc-bin"),
+    ("arm64", '"grub-efi-arm64-bin"', '"grub-pc-bin", "grub-efi-amd64-bin"',
+     "it lists grub-efi-amd64-bin, grub-pc-bin, which arm64 has no use for"),
+    ("arm64", '"grub-efi-arm64-bin", ', "", "it lacks grub-efi-arm64-bin"),
+])
+def test_an_offline_payload_needs_the_targets_grub(tmp_path: Path, arch: str, old: str, new: str,
+                                                    message: str) -> None:
+    """An amd64 GRUB list copied into an arm64 installer (or none) is refused before any container starts."""
+    source = INSTALLER if arch == "amd64" else INSTALLER.with_name("installer-arm64.toml")
+    text = source.read_text()
+    assert old in text
+    path = tmp_path / "grub.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(InputError, match=r"key 'rootfs\.packages'") as caught:
+        preflight(load_profile(str(path)))
+    assert message in caught.value.message
+
+
+def test_the_arm64_installer_profile_passes_preflight() -> None:
+    profile = load_profile("installer-arm64")
+    preflight(profile)
+    assert profile.debian.architecture == "arm64" and carries_payload(profile)
+    assert "ttyAMA0" in profile.iso.cmdline
+
+
 def test_installer_settings_are_plain_assignments_with_an_http_mirror() -> None:
     profile = load_profile("installer")
     settings = installer_settings(profile, "https://snapshot.debian.org/archive/debian/20250101T000000Z")

@@ -16,15 +16,19 @@ from tests.fixtures import (
     default_disk,
     default_iso,
     diskless,
+    diskless_arm64,
     diskless_live,
+    diskless_live_arm64,
     engine,
     installer,
+    installer_arm64,
     ownkey,
     session_build,
 )
 
-__all__ = ["arm64_build", "arm64_disk", "default_disk", "default_iso", "diskless", "diskless_live", "engine",
-           "installer", "ownkey", "session_build"]
+__all__ = ["arm64_build", "arm64_disk", "default_disk", "default_iso", "diskless", "diskless_arm64", "diskless_live",
+           "diskless_live_arm64", "engine", "installer",
+           "installer_arm64", "ownkey", "session_build"]
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,11 @@
 """Developer tasks: the test command CI runs (`invoke test`).
 
 The suite runs in two pytest passes: everything not marked `slow`, then the `slow` tier (the online
-install, which runs debootstrap and the kernel's postinst under emulation) when the time used so
-far leaves room for it within the budget. CI has 90 minutes and a full run must stay well under 60;
-on a machine with KVM the slow tier fits easily, under TCG on 2 cores it may not. When it does not
-run, the output says so in a line of its own, with the command that runs it; it is never counted
-as passed.
+install, which runs debootstrap and the kernel's postinst under emulation, and the arm64 offline
+install) when the time used so far leaves room for it within the budget. CI has 90 minutes and a
+full run must stay well under 60; on a machine with KVM the slow tier fits easily, under TCG on 2
+cores it may not. When it does not run, the output says so in a line of its own, with the command
+that runs it; it is never counted as passed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from bootkiln.core.runner import Host, Runner
 from bootkiln.paths import project_root
 
 BUDGET_MINUTES = 55.0
-SLOW_TIER_MINUTES = 25.0
+# The online install (25 min) and the arm64 offline install (its qemu-user rootfs and payload, 7-14
+# min on 2 shared cores, and the install under TCG, 5.5 min).
+SLOW_TIER_MINUTES = 40.0
 
 
 def minutes_from_env(name: str, default: float) -> float:

@@ -21,6 +21,9 @@ from bootkiln.stages.artifacts import PAYLOAD_FILES, TARGET_MODULES
 from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
 
 SCRIPT = "payload.sh"
+# The installer runs grub-install from the payload's rootfs for the machine's firmware: amd64 for
+# BIOS and UEFI, arm64 for UEFI only (overlays/initramfs-base/lib/bootkiln/installer-lib.sh).
+GRUB_FOR = {"amd64": ("grub-pc-bin", "grub-efi-amd64-bin"), "arm64": ("grub-efi-arm64-bin",)}
 
 
 class PayloadStage(StageBase):
@@ -29,6 +32,19 @@ class PayloadStage(StageBase):
     outputs: tuple[str, ...] = PAYLOAD_FILES
 
     def check(self, profile: Profile) -> None:
+        arch = profile.debian.architecture
+        packages = profile.rootfs.packages
+        wanted = GRUB_FOR[arch]
+        foreign = sorted({name for other, names in GRUB_FOR.items() if other != arch for name in names}
+                         & set(packages) - set(wanted))
+        if foreign or not set(wanted) <= set(packages):
+            found = f"it lists {', '.join(foreign)}, which {arch} has no use for" if foreign else \
+                f"it lacks {', '.join(name for name in wanted if name not in packages)}"
+            raise InputError(f"{profile.where}: key 'rootfs.packages': an offline install on {arch} runs "
+                             f"grub-install from this rootfs; {found}",
+                             hint=f"list {' and '.join(wanted)} for {arch} (as profiles/installer"
+                                  f"{'' if arch == 'amd64' else '-' + arch}.toml does), or set "
+                                  "installer.payload = false")
         if not profile.installer.target_modules:
             raise InputError(f"{profile.where}: key 'installer.target_modules': empty, so an "
                              "offline install would give the installed system no kernel modules (no disk, network "

@@ -6,6 +6,15 @@ DISK_TOUCHED=0
 LVMCONF='devices { obtain_device_list_from_udev = 0 } activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }'
 . /etc/bootkiln/installer   # BOOT_MIB ESP_MIB MIRROR SUITE VARIANT PACKAGES KERNEL_PACKAGE (from the profile)
 
+# The boot partitions follow the machine's firmware, as scripts/disk.sh lays out the installer's disk
+# image: amd64 has a BIOS boot partition (p1), the ESP (p2) and /boot (p3); arm64 boots UEFI only,
+# so its ESP is p1 and /boot p2. The user-data's partitions come after them.
+case "$(uname -m)" in
+    aarch64) ESP_NUM=1 BOOT_NUM=2 GRUB_EFI=arm64-efi GRUB_BIOS= ;;
+    *) ESP_NUM=2 BOOT_NUM=3 GRUB_EFI=x86_64-efi GRUB_BIOS=i386-pc ;;
+esac
+FIRST_NUM=$((BOOT_NUM + 1))
+
 step() {
     STEP=$1
     shift
@@ -261,29 +270,29 @@ partition_disk() {
     if [ -n "$APPEND" ]; then
         # The disk may be larger than the image it came from: move the backup GPT to its end.
         run in_tools sfdisk --quiet --no-reread --no-tell-kernel --relocate gpt-bak-std "$DISK"
-        for number in 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+        for number in $(seq "$FIRST_NUM" 16); do
             [ -b "$(part_dev "$DISK" $number)" ] && run in_tools sfdisk --quiet --no-reread --no-tell-kernel --delete "$DISK" $number
         done
-        first=4 options="--append --wipe never --no-reread --no-tell-kernel"
+        first=$FIRST_NUM options="--append --wipe never --no-reread --no-tell-kernel"
         : > "$script"
-        BOOT_DEV=$BOOT_PART ESP_DEV=$(part_dev "$BOOT_DISK" 2) GRUB_DISK=$BOOT_DISK
+        BOOT_DEV=$BOOT_PART ESP_DEV=$(part_dev "$BOOT_DISK" $ESP_NUM) GRUB_DISK=$BOOT_DISK
     elif [ "$MEDIUM_KIND" = disk ]; then
         # /boot stays the installer's partition on the disk it booted from, and GRUB stays there.
         [ -z "$WIPE" ] || run in_tools wipefs --all --quiet "$DISK"
         first=1 options="--wipe always"
         echo "label: gpt" > "$script"
-        BOOT_DEV=$BOOT_PART ESP_DEV=$(part_dev "$BOOT_DISK" 2) GRUB_DISK=$BOOT_DISK
+        BOOT_DEV=$BOOT_PART ESP_DEV=$(part_dev "$BOOT_DISK" $ESP_NUM) GRUB_DISK=$BOOT_DISK
     else
         # From an ISO: the disk gets the boot partitions an AMI's disk image has.
         [ -z "$WIPE" ] || run in_tools wipefs --all --quiet "$DISK"
-        first=4 options="--wipe always" NEW_BOOT=1
+        first=$FIRST_NUM options="--wipe always" NEW_BOOT=1
         {
             echo "label: gpt"
-            echo 'size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name="bios-boot"'
+            [ -z "$GRUB_BIOS" ] || echo 'size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name="bios-boot"'
             echo "size=${ESP_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"esp\""
             echo "size=${BOOT_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"boot\""
         } > "$script"
-        BOOT_DEV=$(part_dev "$DISK" 3) ESP_DEV=$(part_dev "$DISK" 2) GRUB_DISK=$DISK
+        BOOT_DEV=$(part_dev "$DISK" $BOOT_NUM) ESP_DEV=$(part_dev "$DISK" $ESP_NUM) GRUB_DISK=$DISK
     fi
     number=$first
     while read -r kind name size fs mount; do
@@ -459,8 +468,8 @@ clear_installer_files() {
 }
 
 install_bootloader() {
-    run chroot "$TT" grub-install --target=i386-pc --boot-directory=/boot "$GRUB_DISK"
-    run chroot "$TT" grub-install --target=x86_64-efi --efi-directory=/boot/efi --boot-directory=/boot \
+    [ -z "$GRUB_BIOS" ] || run chroot "$TT" grub-install --target="$GRUB_BIOS" --boot-directory=/boot "$GRUB_DISK"
+    run chroot "$TT" grub-install --target="$GRUB_EFI" --efi-directory=/boot/efi --boot-directory=/boot \
         --removable --no-nvram
     root_dev=$(awk '$4 == "/" { print $2 }' "$RUN/devices")
     if [ -n "$BK_VG" ] && [ "${root_dev#/dev/$BK_VG/}" != "$root_dev" ]; then
