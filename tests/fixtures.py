@@ -143,13 +143,17 @@ class DisklessBuild:
     rootfs: StageResult
 
 
+def diskless_build(build: Build) -> DisklessBuild:
+    """A diskless profile's NFS boot ISO and client tree."""
+    build.iso()
+    return DisklessBuild(build, build.produce("nfsroot"), build.stage("rootfs"))
+
+
 @pytest.fixture(scope="session")
 def diskless(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> DisklessBuild:
     """The diskless profile's client tree and NFS boot ISO, built once for the session (sharing the
     session's stage cache, so busybox and the boot files are reused)."""
-    build = profile_build(session_build, tmp_path_factory, "diskless", "diskless")
-    build.iso()
-    return DisklessBuild(build, build.produce("nfsroot"), build.stage("rootfs"))
+    return diskless_build(profile_build(session_build, tmp_path_factory, "diskless", "diskless"))
 
 
 @pytest.fixture(scope="session")
@@ -162,15 +166,21 @@ def diskless_live(session_build: SessionBuild, tmp_path_factory: pytest.TempPath
 def diskless_arm64(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> DisklessBuild:
     """The arm64 diskless client (profiles/diskless-arm64.toml): its tree bootstrapped under qemu-user
     and its UEFI-only NFS boot ISO, once for the session on the session's cache."""
-    build = profile_build(session_build, tmp_path_factory, "diskless-arm64", "diskless-arm64")
-    build.iso()
-    return DisklessBuild(build, build.produce("nfsroot"), build.stage("rootfs"))
+    return diskless_build(profile_build(session_build, tmp_path_factory, "diskless-arm64", "diskless-arm64"))
 
 
 @pytest.fixture(scope="session")
 def diskless_live_arm64(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> StageResult:
     """The arm64 live ISO: the same client tree as diskless_arm64 (its rootfs comes from the cache)."""
     return profile_build(session_build, tmp_path_factory, "diskless-live-arm64", "live-arm64").iso()
+
+
+def without_payload(profile: str, folder: Path) -> Path:
+    """A copy of profiles/<profile>.toml with installer.payload = false: the online installer."""
+    path = folder / f"{profile}-online.toml"
+    path.write_text((ROOT / "profiles" / f"{profile}.toml").read_text().replace(
+        "[installer]\n", "[installer]\npayload = false\n", 1))
+    return path
 
 
 @dataclass(frozen=True)

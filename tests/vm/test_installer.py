@@ -30,7 +30,7 @@ from bootkiln.paths import Workspace
 from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.verify.qemu import Accel, uefi_vars
-from tests.fixtures import ROOT, InstallerBuild, invoke
+from tests.fixtures import ROOT, InstallerBuild, invoke, without_payload
 from tests.support import diskread, lvm
 from tests.support.installtest import InstallRun, Medium, install_argv, memory_for, run_install
 
@@ -309,9 +309,7 @@ def test_installed_esp_holds_grub_for_uefi(installed_from_iso: Installed, tmp_pa
 @pytest.fixture(scope="module")
 def online_only_iso(installer: InstallerBuild, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("online-only")
-    profile = tmp / "installer-online.toml"
-    profile.write_text((ROOT / "profiles" / "installer.toml").read_text().replace(
-        "[installer]\n", "[installer]\npayload = false\n", 1))
+    profile = without_payload("installer", tmp)
     workspace = Workspace(cache=installer.build.workspace.cache, out=tmp / "out")
     return Build(load_profile(str(profile)), workspace=workspace, reporter=Reporter()).iso().artifact("boot.iso")
 

@@ -22,7 +22,7 @@ from bootkiln.pipeline import Build
 from bootkiln.profile.loader import load_profile
 from bootkiln.verify.boottest import MARKER
 from bootkiln.verify.qemu import uefi_vars
-from tests.fixtures import ROOT, InstallerBuild, SessionBuild, profile_build
+from tests.fixtures import InstallerBuild, SessionBuild, profile_build, without_payload
 from tests.support.installtest import install_argv, memory_for, run_install
 from tests.vm.test_installer import HOSTNAME, blank_disk, make_userdata
 
@@ -34,10 +34,7 @@ BIOS_BOOT = "21686148-6449-6e6f-744e-656564454649"
 @pytest.fixture(scope="module")
 def online_arm64(session_build: SessionBuild, tmp_path_factory: pytest.TempPathFactory) -> InstallerBuild:
     """installer-arm64 without its payload: ISO and disk image, on the session's cache."""
-    folder = tmp_path_factory.mktemp("installer-arm64-online")
-    profile = folder / "installer-arm64-online.toml"
-    profile.write_text((ROOT / "profiles" / "installer-arm64.toml").read_text().replace(
-        "[installer]\n", "[installer]\npayload = false\n", 1))
+    profile = without_payload("installer-arm64", tmp_path_factory.mktemp("installer-arm64-online"))
     build = profile_build(session_build, tmp_path_factory, str(profile), "installer-arm64-online")
     assert load_profile(str(profile)).installer.payload is False
     return InstallerBuild(build, build.iso().artifact("boot.iso"), build.disk().artifact("disk.img"))
