@@ -161,6 +161,11 @@ dumpe2fs "$W/root.ext4" 2>/dev/null | awk -v e="$SDE" '
                 delete used[i]
             }
     }' > "$W/pin-times.debugfs"
+# mke2fs records the builder's C `char` as the directory-hash flag: signed on x86, unsigned on Arm, so
+# an arm64 builder's superblock differed from an amd64 one's. No directory is indexed yet (mke2fs -d
+# writes linear ones; e2fsck below would object otherwise), so pin it as an x86 builder writes it, in
+# the backup superblocks too (close -a).
+printf '%s\n' "set_super_value flags 1" "close_filesys -a" >> "$W/pin-times.debugfs"
 debugfs -w -f "$W/pin-times.debugfs" "$W/root.ext4" > /dev/null 2> "$W/debugfs.err"
 if grep -v '^debugfs [0-9]' "$W/debugfs.err" | grep -q .; then cat "$W/debugfs.err" >&2; die "debugfs failed"; fi
 e2fsck -fn "$W/root.ext4" > "$W/e2fsck.log" 2>&1 || { cat "$W/e2fsck.log" >&2; die "e2fsck found errors"; }

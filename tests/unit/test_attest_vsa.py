@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,30 @@ def test_a_vsa_of_builds_by_two_builder_architectures_says_so(tmp_path: Path,
     reproducibility = statement["predicate"]["reproducibility"]
     assert "builder architecture" in reproducibility["varied"]
     assert [c.get("builder_arch") for c in reproducibility["conditions"]] == [None, "arm64"]
+
+
+def _retool(out: Path, change: Callable[[str], str]) -> None:
+    """Rewrite a build's SPDX SBOM as a build by another builder would differ, and its SHA256SUMS line."""
+    sbom = out / "sbom.spdx.json"
+    sbom.write_text(change(sbom.read_text()))
+    digest = hashlib.sha256(sbom.read_bytes()).hexdigest()
+    sums = out / "SHA256SUMS"
+    sums.write_text("".join(f"{digest}  sbom.spdx.json\n" if line.endswith("  sbom.spdx.json") else f"{line}\n"
+                            for line in sums.read_text().splitlines()))
+
+
+def test_across_builder_architectures_sboms_match_by_the_artifacts_they_describe(tmp_path: Path) -> None:
+    first = make_build_folder(tmp_path / "first", None).out
+    second = make_build_folder(tmp_path / "second", None).out
+    _retool(second, lambda text: text.replace('"dataLicense"', '"comment": "builder arm64", "dataLicense"', 1))
+    assert not {c.name: c for c in compare_outputs(first, second)}["sbom.spdx.json"].matches
+    across = {c.name: c for c in compare_outputs(first, second, builders_differ=True)}
+    assert all(check.matches for check in across.values()), across
+    assert "both describe the same artifacts" in across["sbom.spdx.json"].details
+    assert "boot.iso" in across["sbom.spdx.json"].details
+    sums = (second / "SHA256SUMS").read_text().splitlines()
+    iso = next(line.split()[0] for line in sums if line.endswith("  boot.iso"))
+    _retool(second, lambda text: text.replace(iso, "0" * 64))
+    other = {c.name: c for c in compare_outputs(first, second, builders_differ=True)}
+    assert not other["sbom.spdx.json"].matches
+    assert "describe different artifacts" in other["sbom.spdx.json"].details

@@ -206,7 +206,7 @@ def test_only_the_second_build_gets_another_builder_architecture(tmp_path: Path,
     monkeypatch.setattr("bootkiln.core.runner.Runner.run", fake_run)
     monkeypatch.setattr(reproduce, "project_root", lambda: tmp_path / "checkout")
     (tmp_path / "checkout").mkdir()
-    monkeypatch.setattr(reproduce, "compare_outputs", lambda first, second: [])
+    monkeypatch.setattr(reproduce, "compare_outputs", lambda first, second, builders_differ=False: [])
     reproduce.verify(Profile(), None, Reporter(quiet_output=True), scratch=tmp_path / "scratch",
                      builder_arch="arm64")
     assert seen == [None, "arm64"]

@@ -143,7 +143,10 @@ def verify_reproducible(profile_ref: str | None, keep: str | None, builder_arch:
             raise ReproducibilityError(f"not reproducible: {', '.join(different)} differ between the two builds",
                                        hint="the differences are listed above; fix their source, not the output")
         builders = f" and their {own} and {other} builders" if other else ""
-        reporter.info(f"reproducible: {len(checks)} artifacts identical across both builds{builders}")
+        alike = [check.name for check in checks if check.expected != check.actual]
+        records = f"; {', '.join(alike)} describe the same artifacts" if alike else ""
+        reporter.info(f"reproducible: {len(checks) - len(alike)} artifacts identical across both builds{builders}"
+                      f"{records}")
 
     return guarded(action)
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bootkiln.attest.provenance import ATTESTATION_NAMES
+from bootkiln.attest.records import SBOM_NAMES
 from bootkiln.console import Reporter
 from bootkiln.core.builder import BUILDER_ARCH_VARIABLE
 from bootkiln.core.manifest import input_digests, load_manifest
@@ -128,7 +129,7 @@ def verify(profile: Profile, profile_ref: str | None, reporter: Reporter,
                            hint="the build itself failed; run it alone with `invoke build` to see why")
             outputs.append(out / profile.name)
             reporter.info(f"{condition.label} build's builder: {builder_of(out / profile.name)}")
-        return compare_outputs(outputs[0], outputs[1])
+        return compare_outputs(outputs[0], outputs[1], builders_differ=builder_arch is not None)
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -151,11 +152,17 @@ def _recorded(out: Path) -> dict[str, str]:
     return sums
 
 
-def compare_outputs(first: Path, second: Path) -> list[ArtifactCheck]:
-    """Compare two builds' published artifacts, explaining each difference structurally."""
+def compare_outputs(first: Path, second: Path, builders_differ: bool = False) -> list[ArtifactCheck]:
+    """Compare two builds' published artifacts, explaining each difference structurally.
+
+    `builders_differ`: the builds had builders of two architectures. Each SBOM then lists its own
+    builder's packages (build tools of another architecture), so the SBOMs match when they describe
+    the same artifacts, and a provenance when it attests the same artifacts apart from the SBOMs.
+    """
     from bootkiln.verify.diff import compare_artifacts, describe
 
     expected, actual = _recorded(first), _recorded(second)
+    records = set(SBOM_NAMES) if builders_differ else set()
     checks = []
     for name in sorted(set(expected) | set(actual)):
         if name not in actual or name not in expected:
@@ -164,8 +171,16 @@ def compare_outputs(first: Path, second: Path) -> list[ArtifactCheck]:
             continue
         details = ""
         if name in ATTESTATION_NAMES:
-            same = attested_artifacts(first / name) == attested_artifacts(second / name)
+            same = attested_artifacts(first / name, records) == attested_artifacts(second / name, records)
             details = "" if same else "  the two provenance statements attest different artifacts"
+            checks.append(ArtifactCheck(name, expected[name], actual[name], details, equivalent=same))
+            continue
+        if name in records and expected[name] != actual[name]:
+            described = [described_artifacts(out / name, sums) for out, sums in ((first, expected), (second, actual))]
+            same = bool(described[0]) and described[0] == described[1]
+            details = ("  lists each build's own builder packages; both describe the same artifacts: "
+                       f"{', '.join(sorted(described[0]))}" if same else
+                       "  the two SBOMs describe different artifacts")
             checks.append(ArtifactCheck(name, expected[name], actual[name], details, equivalent=same))
             continue
         if expected[name] != actual[name]:
@@ -174,12 +189,21 @@ def compare_outputs(first: Path, second: Path) -> list[ArtifactCheck]:
     return checks
 
 
-def attested_artifacts(path: Path) -> dict[str, str]:
-    """The artifacts a provenance file attests, without the manifest (which records where it was built)."""
+def described_artifacts(sbom: Path, sums: dict[str, str]) -> dict[str, str]:
+    """The build's artifacts (SHA256SUMS) whose sha256 the SBOM records."""
+    text = sbom.read_text()
+    return {name: digest for name, digest in sums.items()
+            if name not in SBOM_NAMES and name not in ATTESTATION_NAMES and digest in text}
+
+
+def attested_artifacts(path: Path, ignore: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """The artifacts a provenance file attests, without the manifest (which records where it was built)
+    and those in `ignore`."""
     from bootkiln.attest.verify import read_statement, subject_digests
 
     statement, _ = read_statement(path, None)
-    return {name: digest for name, digest in subject_digests(statement).items() if name != "manifest.json"}
+    return {name: digest for name, digest in subject_digests(statement).items()
+            if name != "manifest.json" and name not in ignore}
 
 
 def write_vsa(profile: Profile, checks: list[ArtifactCheck], out: Path, reporter: Reporter,
@@ -194,8 +218,10 @@ def write_vsa(profile: Profile, checks: list[ArtifactCheck], out: Path, reporter
     varied = [{"label": c.label, "TZ": c.tz, "locale": c.locale, "umask": c.umask,
                "hostname": c.hostname if varies_hostname() else None, "path": c.folder,
                **({"builder_arch": c.builder_arch} if c.builder_arch else {})} for c in conditions(builder_arch)]
-    reproduced = [vsa.Reproduced(c.name, c.expected, c.matches) for c in checks if c.name not in ATTESTATION_NAMES]
-    inputs = {f"first build's {c.name}": c.expected for c in checks if c.name in ATTESTATION_NAMES}
+    # Records that match without being the same bytes (provenance, and SBOMs across builders) are inputs.
+    alike = [c for c in checks if c.name in ATTESTATION_NAMES or (c.equivalent and c.expected != c.actual)]
+    reproduced = [vsa.Reproduced(c.name, c.expected, c.matches) for c in checks if c not in alike]
+    inputs = {f"first build's {c.name}": c.expected for c in alike}
     payload = statement_bytes(vsa.summary(profile.name, __version__, reproduced, varied, varies_hostname(),
                                           inputs))
     out.mkdir(parents=True, exist_ok=True)
@@ -211,6 +237,8 @@ def report(checks: list[ArtifactCheck], reporter: Reporter) -> None:
     for check in checks:
         if check.matches:
             reporter.info(f"✔ {check.name:24} {check.expected}")
+            if check.expected != check.actual and check.details:
+                reporter.info(check.details)
         else:
             reporter.info(f"✘ {check.name:24} {check.expected[:16]}… vs {(check.actual or '(missing)')[:16]}…")
             if check.details:
