@@ -346,11 +346,15 @@ class Engine:
 
         container = self._start(make)
         tail: list[str] = []
-        for line in split_lines(container.logs(stream=True, follow=True)):
-            on_line(line)
-            tail.append(line)
-            if line.startswith(ready):
-                return name, line
+        stream = container.logs(stream=True, follow=True)
+        try:
+            for line in split_lines(stream):
+                on_line(line)
+                tail.append(line)
+                if line.startswith(ready):
+                    return name, line
+        finally:
+            stream.close()  # the container runs on; its log connection need not
         status = int(container.wait()["StatusCode"])
         with suppress(docker.errors.APIError):
             container.remove(force=True)
