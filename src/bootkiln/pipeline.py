@@ -144,8 +144,10 @@ class Build:
     @cached_property
     def builder(self) -> BuilderImage:
         with self.reporter.stage("builder") as progress:
+            chosen_by = (f"BOOTKILN_BUILDER_ARCH={self.builder_architecture}" if self.builder_architecture
+                         else f"the Docker engine at {self.engine.endpoint.url}")
             require_buildable(self.profile.debian.architecture,
-                              self.builder_architecture or self.engine.architecture(), self.engine.endpoint.url)
+                              self.builder_architecture or self.engine.architecture(), chosen_by)
             factory = BuilderFactory(self.engine, self.runner, self.reporter)
             image, built = factory.ensure(self.profile.builder, self.builder_archive, self.builder_architecture)
             progress.cached = not built

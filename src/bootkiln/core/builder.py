@@ -91,12 +91,15 @@ def builder_packages(architecture: str = "amd64") -> list[str]:
     return packages
 
 
-def require_buildable(target: str, builder: str, engine: str) -> None:
-    """Refuse, before the builder is made, a target this builder's architecture cannot build."""
+def require_buildable(target: str, builder: str, chosen_by: str) -> None:
+    """Refuse, before the builder is made, a target this builder's architecture cannot build.
+
+    `chosen_by` says where the builder's architecture came from: the engine, or BOOTKILN_BUILDER_ARCH.
+    """
     builders = ARCHES[target].builders
     if builder not in builders:
         raise EnvironmentProblem(
-            f"an {builder} builder (the Docker engine at {engine}) cannot build {target} images yet: the {target} "
+            f"an {builder} builder ({chosen_by}) cannot build {target} images yet: the {target} "
             f"boot loaders bootkiln installs from the builder's packages exist for {', '.join(builders)} only",
             hint=f"use an engine on an {' or '.join(builders)} host (DOCKER_HOST or `docker context use`); "
             f"README: Apple Silicon")
