@@ -58,11 +58,22 @@ def wait_until_ready(child: subprocess.Popen[str]) -> str:
     raise AssertionError(f"the task ended before it was ready:\n{seen}")
 
 
+def hangup_by_default() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def all_signals_live() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    hangup_by_default()
+
+
 def run_task(tmp_path: Path, signum: int,
              preexec: Callable[[], object] | None = None) -> tuple[int, str]:
     scratch = tmp_path / "scratch"
+    # A shell started by nohup (as a CI job may be) passes SIGHUP on ignored, and bootkiln rightly keeps
+    # it so: start the task as a terminal would, unless the test says otherwise.
     child = subprocess.Popen([sys.executable, "-c", TASK, str(scratch)], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
+                             stderr=subprocess.STDOUT, text=True, preexec_fn=preexec or hangup_by_default)
     first = wait_until_ready(child)
     child.send_signal(signum)
     output, _ = child.communicate(timeout=30)
@@ -74,8 +85,9 @@ def run_task(tmp_path: Path, signum: int,
                                                 (signal.SIGINT, 130)])
 def test_signal_unwinds_the_task_and_exits_with_128_plus_the_signal(tmp_path: Path, signum: int,
                                                                      status: int) -> None:
-    # SIGINT may be inherited as ignored (pytest run in the background): this case needs it live.
-    code, output = run_task(tmp_path, signum, preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # SIGINT (pytest run in the background) and SIGHUP (under nohup) may be inherited as ignored:
+    # these cases need them live.
+    code, output = run_task(tmp_path, signum, preexec=all_signals_live)
     name = signal.Signals(signum).name
     assert code == status, output
     assert f"busybox interrupted by {name} after" in output
@@ -142,9 +154,13 @@ def test_a_failing_cleanup_is_reported_and_the_status_kept(capsys: pytest.Captur
 
 def test_signals_are_held_while_the_interrupt_is_reported() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with interrupts.signals_deferred() as noted:
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGHUP)
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # not ignored, whatever started pytest (nohup)
+    try:
+        with interrupts.signals_deferred() as noted:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGHUP, hangup)
     assert noted == [signal.SIGTERM, signal.SIGHUP]
     assert signal.getsignal(signal.SIGTERM) is before
 
