@@ -204,11 +204,18 @@ class Engine:
     warn: Callable[[str], None]
     lease: Lease | None = None
     _dropped_caps: list[str] | None = field(default=None)
+    _architecture: str | None = field(default=None)
     # Stages start containers from several threads at once; the first refusal decides the fallback once.
     _caps_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def architecture(self) -> str:
         """The Debian architecture of the engine's host: what a builder container runs natively there."""
+        if self._architecture is None:
+            self._architecture = self._ask_architecture()
+        return self._architecture
+
+    def _ask_architecture(self) -> str:
+        # Asked once per engine: Build.builder and BuilderFactory.ensure both need it on every build.
         reported = str(self.client.info().get("Architecture", ""))
         name = debian_arch(reported)
         if name is None:
