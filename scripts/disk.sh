@@ -33,17 +33,21 @@ umask 022
 IN=/bootkiln/in
 OUT=/work/out
 W=/work/disk
-G_PC=/usr/lib/grub/i386-pc
 rm -rf "$W" "$OUT" && mkdir -p "$W" "$OUT"
+# GRUB's modules and Debian's signed binaries are the target's, from the bootloader stage
+# (/bootkiln/in/grub-modules.tar), never the builder's own: an arm64 builder has no x86 GRUB.
 # arm64 (BK_ARCH): UEFI only. No BIOS boot partition and no BIOS boot code (the ESP is p1, the root
-# p2); GRUB arm64-efi from the target's modules (/bootkiln/in/grub-modules.tar) as BOOTAA64.EFI.
+# p2); GRUB arm64-efi as BOOTAA64.EFI.
 ARCH=${BK_ARCH:-amd64}
 case "$ARCH" in
-    amd64) EFI_FORMAT=x86_64-efi EFI_NAME=BOOTX64.EFI EFI_EXTRA="efi_gop efi_uga" BIOS=1 ;;
-    arm64) EFI_FORMAT=arm64-efi EFI_NAME=BOOTAA64.EFI EFI_EXTRA="efi_gop" BIOS=
-        G_EFI=$W/grub-efi && mkdir -p "$G_EFI" && tar -x -f "$IN/grub-modules.tar" -C "$G_EFI" ;;
+    amd64) EFI_FORMAT=x86_64-efi EFI_NAME=BOOTX64.EFI EFI_SHORT=x64 EFI_EXTRA="efi_gop efi_uga" BIOS=1
+        TRIPLET=x86_64-linux-gnu ;;
+    arm64) EFI_FORMAT=arm64-efi EFI_NAME=BOOTAA64.EFI EFI_SHORT=aa64 EFI_EXTRA="efi_gop" BIOS=
+        TRIPLET=aarch64-linux-gnu ;;
     *) echo "disk.sh: no boot loader for $ARCH" >&2; exit 3 ;;
 esac
+mkdir -p "$W/grub" && tar -x -f "$IN/grub-modules.tar" -C "$W/grub"
+G_EFI=$W/grub/$EFI_FORMAT G_PC=$W/grub/i386-pc SIGNED=$W/grub/signed
 IMG=$OUT/disk.img
 
 die() { echo "disk.sh: $*" >&2; exit 1; }
@@ -189,34 +193,23 @@ fi
 # GRUB's prefix is /EFI/debian on the ESP, where it sources grub.cfg: the same search as core.img's.
 # Signed binaries are copied byte for byte from the archive, so the image stays reproducible.
 mkdir -p "$W/esp/EFI/BOOT"
-if [ "$ARCH" = arm64 ] && [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
-    # Debian's signed arm64 chain, as below for amd64: the bootloader stage put the signed binaries
-    # next to the GRUB modules. shim loads grubaa64.efi from its folder; GRUB's prefix is /EFI/debian.
-    mkdir -p "$W/esp/EFI/debian"
-    install -m 0644 "$G_EFI/shimaa64.efi.signed" "$W/esp/EFI/BOOT/BOOTAA64.EFI"
-    install -m 0644 "$G_EFI/mmaa64.efi.signed" "$W/esp/EFI/BOOT/mmaa64.efi"
-    install -m 0644 "$G_EFI/grubaa64.efi.signed" "$W/esp/EFI/BOOT/grubaa64.efi"
-    install -m 0644 "$W/embed.cfg" "$W/esp/EFI/debian/grub.cfg"
-elif [ "$ARCH" != amd64 ]; then  # secureboot = false: an unsigned GRUB with the search built in
-    # shellcheck disable=SC2086
-    grub-mkimage -O $EFI_FORMAT -d "$G_EFI" -o "$W/esp/EFI/BOOT/$EFI_NAME" -c "$W/embed.cfg" -p "$BOOT/grub" \
-        $MODULES fat $EFI_EXTRA
-elif [ -n "${BK_UKI:-}" ]; then
+if [ -n "${BK_UKI:-}" ]; then
     # The profile's own key: its signed UKI carries the kernel, the initramfs and this command line,
     # which the host computed the same way (stages/artifacts.py): check, as a UKI cannot be changed.
-    objcopy -O binary --only-section=.cmdline "$BK_UKI" "$W/uki-cmdline.txt"
+    # The target's objcopy: a builder's own reads only its own architecture's PE files.
+    "$TRIPLET-objcopy" -O binary --only-section=.cmdline "$BK_UKI" "$W/uki-cmdline.txt"
     [ "$(cat "$W/uki-cmdline.txt")" = "$CMDLINE" ] || die "the UKI's command line is not '$CMDLINE'"
-    install -m 0644 "$BK_UKI" "$W/esp/EFI/BOOT/BOOTX64.EFI"
+    install -m 0644 "$BK_UKI" "$W/esp/EFI/BOOT/$EFI_NAME"
 elif [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
     mkdir -p "$W/esp/EFI/debian"
-    install -m 0644 /usr/lib/shim/shimx64.efi.signed "$W/esp/EFI/BOOT/BOOTX64.EFI"
-    install -m 0644 /usr/lib/shim/mmx64.efi.signed "$W/esp/EFI/BOOT/mmx64.efi"
-    install -m 0644 /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed "$W/esp/EFI/BOOT/grubx64.efi"
+    install -m 0644 "$SIGNED/shim$EFI_SHORT.efi.signed" "$W/esp/EFI/BOOT/$EFI_NAME"
+    install -m 0644 "$SIGNED/mm$EFI_SHORT.efi.signed" "$W/esp/EFI/BOOT/mm$EFI_SHORT.efi"
+    install -m 0644 "$SIGNED/grub$EFI_SHORT.efi.signed" "$W/esp/EFI/BOOT/grub$EFI_SHORT.efi"
     install -m 0644 "$W/embed.cfg" "$W/esp/EFI/debian/grub.cfg"
 else  # secureboot = false: an unsigned GRUB with the search built in
     # shellcheck disable=SC2086
-    grub-mkimage -O x86_64-efi -d /usr/lib/grub/x86_64-efi -o "$W/esp/EFI/BOOT/BOOTX64.EFI" -c "$W/embed.cfg" \
-        -p "$BOOT/grub" $MODULES fat $EFI_EXTRA
+    grub-mkimage -O $EFI_FORMAT -d "$G_EFI" -o "$W/esp/EFI/BOOT/$EFI_NAME" -c "$W/embed.cfg" -p "$BOOT/grub" \
+        $MODULES fat $EFI_EXTRA
 fi
 find "$W/esp" -exec touch -h -d "@$SDE" {} +
 # FAT32 needs 65525 clusters: a small ESP (an installer's 128 MiB image) is FAT16, which UEFI

@@ -21,7 +21,7 @@ from bootkiln.attest.archive_index import ArchiveIndex
 from bootkiln.attest.packages import BUILDER_QUERY, read_rootfs
 from bootkiln.console import Reporter, StageProgress
 from bootkiln.core.archive import ArchiveState, resolve_archive
-from bootkiln.core.builder import BuilderFactory, BuilderImage, requested_architecture, require_buildable
+from bootkiln.core.builder import BuilderFactory, BuilderImage, requested_architecture
 from bootkiln.core.cache import StageCache
 from bootkiln.core.engine import Engine, connect
 from bootkiln.core.manifest import merge, new_manifest
@@ -144,10 +144,6 @@ class Build:
     @cached_property
     def builder(self) -> BuilderImage:
         with self.reporter.stage("builder") as progress:
-            chosen_by = (f"BOOTKILN_BUILDER_ARCH={self.builder_architecture}" if self.builder_architecture
-                         else f"the Docker engine at {self.engine.endpoint.url}")
-            require_buildable(self.profile.debian.architecture,
-                              self.builder_architecture or self.engine.architecture(), chosen_by)
             factory = BuilderFactory(self.engine, self.runner, self.reporter)
             image, built = factory.ensure(self.profile.builder, self.builder_archive, self.builder_architecture)
             progress.cached = not built

@@ -28,7 +28,7 @@ def test_the_installer_profile_passes_preflight_and_carries_its_payload() -> Non
     preflight(profile)
     assert is_installer(profile) and carries_payload(profile)
     assert STAGES["iso"]().requires_for(profile)[-1] == "payload"
-    assert STAGES["disk"]().requires_for(profile) == ("kernel", "initramfs", "payload")
+    assert STAGES["disk"]().requires_for(profile) == ("kernel", "initramfs", "payload", "bootloader")
     assert STAGES["initramfs"]().requires_for(profile)[-1] == "online-tools"
     assert "target-modules.tar" in STAGES["kernel"]().outputs_for(profile)
 
@@ -37,7 +37,7 @@ def test_without_payload_the_images_need_no_rootfs(tmp_path: Path) -> None:
     profile = load_profile(str(variant(tmp_path, "[installer]\n", "[installer]\npayload = false\n")))
     preflight(profile)
     assert "payload" not in STAGES["iso"]().requires_for(profile)
-    assert STAGES["disk"]().requires_for(profile) == ("kernel", "initramfs")
+    assert STAGES["disk"]().requires_for(profile) == ("kernel", "initramfs", "bootloader")
 
 
 def test_an_installer_disk_layout_needs_the_installer_stage(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Facts come from what the stages already record, never from a guess:
   rootfs tarball itself, dpkg's status (source packages) and the copyright files (licences);
 - the kernel: the kernel stage's metadata (package, version, .deb sha256);
 - busybox: the Debian source package it is compiled from (version, .dsc sha256) and its applets;
-- the boot loader: bootloader-packages.tsv (name, version) from the builder image;
+- the boot loader: bootloader-packages.tsv: the target's packages (name, version, architecture, .deb
+  sha256) fetched from the profile's archive, then the builder's tools (name, version);
 - the builder image: dpkg's list inside it (build tools).
 What dpkg and the stages do not keep (the .deb sha256 of the builder's and the boot loader's packages,
 the kernel's source package) comes from the pinned archive's Packages index (enrich, archive_index.py).
@@ -221,7 +222,12 @@ def collect(metadata: Mapping[str, Mapping[str, Any]], consumers: Mapping[str, s
 
     if bootloader_tsv is not None and "bootloader" in metadata:
         inside = stage_artifacts(metadata, "bootloader", consumers, published)
-        for name, version, _, _ in parse_packages_tsv(bootloader_tsv):
+        for name, version, arch, sha in parse_packages_tsv(bootloader_tsv):
+            if arch:  # the target's package, fetched from the profile's archive (its index gives the source)
+                inventory.add(Package(name, version, arch, sha256=sha, licence=builder_licences.get(name),
+                                      note="boot files taken from this package"), inside)
+                continue
+            # The builder's tools that made the boot files (grub-mkimage, mkfs.vfat, mtools).
             known = builder_by_name.get(name)
             arch = known.architecture if known and known.version == version else architecture
             inventory.add(Package(name, version, arch, source=known.source if known else None,

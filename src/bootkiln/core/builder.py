@@ -41,7 +41,6 @@ from bootkiln.core.engine import Engine, engine_message, files_upload, split_lin
 from bootkiln.core.lease import LABEL
 from bootkiln.core.runner import Host, Runner
 from bootkiln.errors import CommandFailed, EnvironmentProblem, InputError
-from bootkiln.formats.arch import ARCHES
 from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
 from bootkiln.profile.schema import BuilderSettings
@@ -89,20 +88,6 @@ def builder_packages(architecture: str = "amd64") -> list[str]:
         if architecture in wanted:
             packages.append(name)
     return packages
-
-
-def require_buildable(target: str, builder: str, chosen_by: str) -> None:
-    """Refuse, before the builder is made, a target this builder's architecture cannot build.
-
-    `chosen_by` says where the builder's architecture came from: the engine, or BOOTKILN_BUILDER_ARCH.
-    """
-    builders = ARCHES[target].builders
-    if builder not in builders:
-        raise EnvironmentProblem(
-            f"an {builder} builder ({chosen_by}) cannot build {target} images yet: the {target} "
-            f"boot loaders bootkiln installs from the builder's packages exist for {', '.join(builders)} only",
-            hint=f"use an engine on an {' or '.join(builders)} host (DOCKER_HOST or `docker context use`); "
-            f"README: Apple Silicon")
 
 
 def requested_architecture(environ: Mapping[str, str] = os.environ) -> str | None:

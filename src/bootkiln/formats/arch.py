@@ -31,17 +31,13 @@ class Arch:
     grub_platform: str   # GRUB's platform directory and mkimage format
     gnu_triplet: str     # the cross toolchain prefix
     bios: bool           # whether machines of this architecture boot through a PC BIOS
-    builders: tuple[str, ...]  # the builder architectures that build it (see core/builder.py)
 
 
 ARCHES: dict[str, Arch] = {
     "amd64": Arch("amd64", "x86_64", 62, 0x8664, "x86 bzImage", "BOOTX64.EFI", "x86_64-efi",
-                  "x86_64-linux-gnu", bios=True,
-                  # The amd64 boot files (GRUB i386-pc and x86_64-efi, shim, isolinux) come from the builder's own
-                  # packages, which Debian builds for x86 only; busybox alone would build on arm64 too.
-                  builders=("amd64",)),
+                  "x86_64-linux-gnu", bios=True),
     "arm64": Arch("arm64", "aarch64", 183, 0xAA64, "arm64 Image", "BOOTAA64.EFI", "arm64-efi",
-                  "aarch64-linux-gnu", bios=False, builders=("amd64", "arm64")),
+                  "aarch64-linux-gnu", bios=False),
 }
 SUPPORTED = tuple(ARCHES)
 

@@ -1,12 +1,13 @@
-"""bootloader stage: BIOS (isolinux) and UEFI boot files for the target's ISO: on amd64 Debian's signed
-shim and GRUB (or the profile's own signed UKI) in a FAT image; on arm64 Debian's signed arm64 shim
-and GRUB, or (secureboot = false) GRUB arm64-efi.
+"""bootloader stage: the target's boot files: for the ISO, BIOS (isolinux, amd64 only) and UEFI in a
+FAT image (Debian's signed shim and GRUB, an unsigned GRUB, or the profile's own signed UKI); for the
+disk stage, the target's GRUB modules and Debian's signed binaries (grub-modules.tar).
 
-Script: scripts/bootloader.sh. For amd64 the files come from Debian's packages in the builder image,
-so the builder image's identity is part of the key and no network is needed. arm64 boots UEFI only;
-its GRUB modules come from the profile's archive (grub-efi-arm64-bin), and the builder's grub-mkimage
-makes BOOTAA64.EFI from them; with Secure Boot, so do shim-signed, shim-helpers-arm64-signed and
-grub-efi-arm64-signed, whose signed binaries are copied byte for byte.
+Script: scripts/bootloader.sh. Every boot file comes from the TARGET's packages, downloaded from the
+profile's archive (grub-efi-ARCH-bin; isolinux, syslinux-common and grub-pc-bin on amd64; with
+Secure Boot shim-signed, shim-helpers-ARCH-signed and grub-efi-ARCH-signed), never from the builder
+image: an arm64 builder has no x86 boot loaders, and the builder's architecture must not change a
+byte. The builder gives only the tools (grub-mkimage, mkfs.vfat, mtools). Signed binaries are
+copied byte for byte.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ BIOS_FILES = ("isolinux.bin", "ldlinux.c32", "isohdpfx.bin")
 class BootloaderStage(StageBase):
     name = "bootloader"
     requires: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = (*BIOS_FILES, "efiboot.img", "bootloader-packages.tsv")
+    outputs: tuple[str, ...] = (*BIOS_FILES, "efiboot.img", GRUB_MODULES, "bootloader-packages.tsv")
 
     def outputs_for(self, profile: Profile) -> tuple[str, ...]:
         if ARCHES[profile.debian.architecture].bios:
             return self.outputs
-        return (*(name for name in self.outputs if name not in BIOS_FILES), GRUB_MODULES)
+        return tuple(name for name in self.outputs if name not in BIOS_FILES)
 
     def requires_for(self, profile: Profile) -> tuple[str, ...]:
         # With the profile's own key, UEFI boots its signed Unified Kernel Image instead of shim and GRUB.
@@ -54,47 +55,37 @@ class BootloaderStage(StageBase):
             .add_text("builder", ctx.builder.image_id)
             .add_text("epoch", str(ctx.archive.source_date_epoch))
             .add_json("secureboot", ctx.profile.secureboot.enabled)
+            .add_text("arch", ctx.profile.debian.architecture)
+            .add_text("marker", ISO_MARKER)
+            .add_json("archive", ctx.archive.identity())
         )
-        if self._foreign_grub(ctx):
-            # The target's GRUB modules come from the profile's archive; its config searches the marker.
-            fingerprint.add_text("arch", ctx.profile.debian.architecture)
-            fingerprint.add_text("marker", ISO_MARKER)
-            fingerprint.add_json("archive", ctx.archive.identity())
         return add_scripts(fingerprint, SCRIPT).hexdigest()
-
-    @staticmethod
-    def _foreign_grub(ctx: StageContext) -> bool:
-        return ctx.profile.debian.architecture != "amd64"
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         target = ctx.profile.debian.architecture
-        if not self._foreign_grub(ctx):
-            env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch),
-                   "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
-            extra = {}
-            if "ukisign" in inputs:
-                extra["in/uki.efi"] = (inputs["ukisign"].artifact(uki_signed("iso")).read_bytes(), 0o644)
-                env["BK_UKI"] = "/bootkiln/in/uki.efi"
+        engine = ctx.runner.engine
+        assert engine is not None
+        # With the profile's own key its UKI boots UEFI (BK_UKI): Debian's signed chain is not fetched.
+        signed_chain = ctx.profile.secureboot.enabled and "ukisign" not in inputs
+        env = {**archive_env(ctx), "BK_ISO_MARKER": ISO_MARKER, "BK_SECURE_BOOT": "1" if signed_chain else "0"}
+        extra = {}
+        if "ukisign" in inputs:
+            extra["in/uki.efi"] = (inputs["ukisign"].artifact(uki_signed("iso")).read_bytes(), 0o644)
+            env["BK_UKI"] = "/bootkiln/in/uki.efi"
+        with engine.volume(self.name) as volume:
+            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
+                             uploads=[scripts_upload(ctx, SCRIPT, extra=extra)])
+            packages = f"grub-efi-{target}-bin" + (", isolinux, syslinux-common, grub-pc-bin"
+                                                   if ARCHES[target].bios else "")
+            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
+                           hint=f"could not download {packages} for {target} (or, with Secure Boot, Debian's "
+                           "signed shim and GRUB) from the profile's archive; check the mirror")
             ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
-                           where=Builder(image=ctx.builder.tag, network="none", env=env,
-                                         uploads=[scripts_upload(ctx, SCRIPT, extra=extra)],
-                                         collect=[("/work/out", scratch)]),
-                           hint="making the boot files failed; the builder image may lack isolinux, shim-signed or "
-                           "grub-efi-amd64-signed")
-        else:
-            engine = ctx.runner.engine
-            assert engine is not None
-            env = {**archive_env(ctx), "BK_ISO_MARKER": ISO_MARKER,
-                   "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0"}
-            hint = f"making the boot files failed; the builder image may lack GRUB for {target}"
-            with engine.volume(self.name) as volume:
-                online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
-                                 uploads=[scripts_upload(ctx, SCRIPT)])
-                ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
-                               hint=f"could not download grub-efi-{target}-bin (or, with Secure Boot, Debian's "
-                               "signed shim and GRUB); check the mirror")
-                ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
-                               where=replace(online, network="none", collect=[("/work/out", scratch)]), hint=hint)
+                           where=replace(online, network="none", collect=[("/work/out", scratch)]),
+                           hint=f"making the boot files for {target} failed; see the script's message above")
         efi_binaries = require_efi_image(scratch / "efiboot.img", target)
-        packages = dict(line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines())
-        return {"packages": packages, "efi_binaries": efi_binaries}
+        rows = [line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines()]
+        return {"packages": {row[0]: row[1] for row in rows},
+                "target_packages": {row[0]: {"version": row[1], "architecture": row[2], "sha256": row[3]}
+                                    for row in rows if len(row) == 4},
+                "efi_binaries": efi_binaries}

@@ -3,7 +3,8 @@ devices or mounts, so it works in any container.
 
 Script: scripts/disk.sh. sfdisk writes the partition table on the image file; `mkfs.ext4 -d` makes
 the root filesystem from the rootfs (plus the kernel and initramfs in /boot); mkfs.vfat and mtools
-make the ESP; GRUB boots both firmwares (core.img in a BIOS boot partition with boot.img patched as
+make the ESP; GRUB, from the target's modules and signed binaries the bootloader stage fetched,
+boots both firmwares (core.img in a BIOS boot partition with boot.img patched as
 grub-bios-setup would; in the ESP, Debian's signed shim and GRUB, so Secure Boot needs no setting).
 Every GUID, UUID, hash seed and serial derives from the profile's `disk.seed` (its name by
 default), so the same inputs give the same image.
@@ -19,7 +20,6 @@ from typing import Any
 from bootkiln.core.engine import Upload
 from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError
-from bootkiln.formats.arch import ARCHES
 from bootkiln.profile.schema import Profile, carries_payload, is_installer
 from bootkiln.stages.artifacts import GRUB_MODULES, PAYLOAD_FILES, disk_seed, uki_signed
 from bootkiln.stages.base import (
@@ -44,11 +44,10 @@ class DiskStage(StageBase):
         # With the profile's own Secure Boot key, UEFI boots its signed Unified Kernel Image.
         uki = ("ukisign",) if profile.secureboot.own_keys else ()
         # An installer's disk boots the installer: no rootfs, but its offline payload if it carries one.
-        # A UEFI-only target's GRUB modules come from the bootloader stage (the builder has amd64's only).
-        efi_only = () if ARCHES[profile.debian.architecture].bios else ("bootloader",)
+        # The target's GRUB modules and signed binaries come from the bootloader stage, not the builder.
         if profile.disk.layout == "installer":
-            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()), *efi_only, *uki)
-        return (*self.requires, *efi_only, *uki)
+            return ("kernel", "initramfs", *(("payload",) if carries_payload(profile) else ()), "bootloader", *uki)
+        return (*self.requires, "bootloader", *uki)
 
     def check(self, profile: Profile) -> None:
         require_initramfs_stage(profile, "disk.stage", profile.disk.stage)

@@ -1,21 +1,31 @@
 """uki stage: unsigned Unified Kernel Images, for profiles that sign UEFI boot with their own key.
 
-Script: scripts/uki.sh. systemd-boot-efi's stub with the kernel, the initramfs, a command line (one
-image for the ISO, one for the disk image: the disk's names its root filesystem) and an os-release as
-PE sections, made by objcopy in the builder container (bookworm has no ukify).
+Script: scripts/uki.sh. The target's systemd-boot-efi stub, fetched from the profile's archive (not
+the builder's own: an arm64 builder has only the arm64 stub), with the kernel, the initramfs, a
+command line (one image for the ISO, one for the disk image: the disk's names its root filesystem)
+and an os-release as PE sections, made by the target's objcopy in the builder (bookworm has no ukify).
 The same inputs give the same bytes; the ukisign stage signs a copy, so no key ever reaches this
 stage or its cache entry.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bootkiln.core.runner import Builder
 from bootkiln.profile.schema import Profile
 from bootkiln.stages.artifacts import UKI_MEDIA, disk_kernel_cmdline, uki_unsigned
-from bootkiln.stages.base import Inputs, StageBase, StageContext, add_scripts, base_fingerprint, scripts_upload
+from bootkiln.stages.base import (
+    Inputs,
+    StageBase,
+    StageContext,
+    add_scripts,
+    archive_env,
+    base_fingerprint,
+    scripts_upload,
+)
 
 SCRIPT = "uki.sh"
 
@@ -43,6 +53,8 @@ class UkiStage(StageBase):
             .add_text("epoch", str(ctx.archive.source_date_epoch))
             .add_json("cmdlines", cmdlines(ctx.profile))
             .add_text("os-release", os_release(ctx.profile))
+            .add_text("arch", ctx.profile.debian.architecture)
+            .add_json("archive", ctx.archive.identity())
         )
         return add_scripts(fingerprint, SCRIPT).hexdigest()
 
@@ -54,12 +66,17 @@ class UkiStage(StageBase):
                for medium, cmdline in cmdlines(ctx.profile).items()},
             "in/os-release": (os_release(ctx.profile).encode(), 0o644),
         }
-        env = {"SOURCE_DATE_EPOCH": str(ctx.archive.source_date_epoch)}
-        ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
-                       where=Builder(image=ctx.builder.tag, network="none", env=env,
-                                     uploads=[scripts_upload(ctx, SCRIPT, extra=files)],
-                                     collect=[("/work/out", scratch)]),
-                       hint="making the Unified Kernel Image failed; the builder image may lack systemd-boot-efi")
-        packages = dict(line.split("\t") for line in (scratch / "uki-packages.tsv").read_text().splitlines())
+        engine = ctx.runner.engine
+        assert engine is not None
+        with engine.volume(self.name) as volume:
+            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=archive_env(ctx),
+                             uploads=[scripts_upload(ctx, SCRIPT, extra=files)])
+            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
+                           hint="could not download systemd-boot-efi from the profile's archive; check the mirror")
+            ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
+                           where=replace(online, network="none", collect=[("/work/out", scratch)]),
+                           hint="making the Unified Kernel Image failed; see the script's message above")
+        packages = {row[0]: row[1] for row in
+                    (line.split("\t") for line in (scratch / "uki-packages.tsv").read_text().splitlines())}
         return {"bytes": {medium: (scratch / uki_unsigned(medium)).stat().st_size for medium in UKI_MEDIA},
                 "cmdlines": cmdlines(ctx.profile), "packages": packages}
