@@ -62,5 +62,5 @@ deb=$(echo "$DEBS"/systemd-boot-efi_*.deb)
 {
     printf 'systemd-boot-efi\t%s\t%s\t%s\n' "$(dpkg-deb -f "$deb" Version)" "$(dpkg-deb -f "$deb" Architecture)" \
         "$(sha256sum "$deb" | cut -d' ' -f1)"
-    dpkg-query -W -f '${Package}\t${Version}\n' "binutils-$TRIPLET"
+    dpkg-query -W -f '${Package}\t${Version}\n' "binutils-${TRIPLET//_/-}"
 } > "$OUT/uki-packages.tsv"
