@@ -73,7 +73,8 @@ def architectures(target: str, builder: str, stages: Mapping[str, Mapping[str, A
         foreign = {"method": "none", "why": "the builder is native to the target"}
     else:
         ran = {"busybox": f"cross-compiled with the builder's {builder}->{target} toolchain, never run",
-               "kernel": "unpacked with dpkg-deb, never run", "bootloader": "GRUB modules unpacked, never run"}
+               "kernel": "unpacked with dpkg-deb, never run",
+               "bootloader": "the target's boot loader packages unpacked, never run"}
         if "rootfs" in stages:
             how = stages["rootfs"].get("foreign_binaries", "qemu-user via binfmt_misc")
             ran["rootfs"] = f"mmdebstrap ran the maintainer scripts under {how}"
