@@ -13,6 +13,7 @@ from bootkiln.stages.base import StageResult
 from bootkiln.verify.boottest import MARKER, BootFailed
 from bootkiln.verify.qemu import Accel, boot
 from tests.fixtures import SessionBuild, invoke
+from tests.support.serialshell import shell_answers
 
 
 @pytest.mark.parametrize("mode", ISO_BOOT_MODES)
@@ -25,6 +26,12 @@ def test_default_iso_boots_to_the_marker(mode: BootMode, default_iso: StageResul
         print(f"\n  {mode}: marker after {result.seconds:.1f}s ({accel})")
     assert result.passed, "\n".join(result.tail)
     assert any("network: eth0 10.0.2.15" in line for line in result.tail), "rescue brings the network up"
+
+
+def test_the_rescue_shell_answers_on_the_serial_console(default_iso: StageResult, accel: Accel) -> None:
+    answered, tail = shell_answers("bios-cd", default_iso.artifact("boot.iso"), arch="amd64", accel=accel,
+                                   memory=512, marker=f"{MARKER} stage=rescue", timeout=240)
+    assert answered, "\n".join(tail)
 
 
 def test_a_boot_without_marker_fails_with_the_serial_tail(default_iso: StageResult, accel: Accel) -> None:

@@ -24,6 +24,7 @@ from bootkiln.verify.boottest import MARKER, on_machine
 from bootkiln.verify.qemu import boot, find_ovmf, qemu_argv
 from tests.conftest import component_missing
 from tests.support.diskread import efi_file
+from tests.support.serialshell import shell_answers
 
 ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 
@@ -60,6 +61,14 @@ def test_arm64_iso_boots_under_uefi_to_an_aarch64_marker(mode: BootMode, arm64_b
     assert result.passed, "\n".join(result.tail)
     assert on_machine(result, "aarch64").passed, "\n".join(result.tail)
     assert not on_machine(result, "x86_64").passed, "a marker from another machine is refused"
+
+
+def test_the_arm64_rescue_shell_answers_on_the_virt_machines_serial_console(arm64_build: Build,
+                                                                             qemu_arm64_ready: None) -> None:
+    """QEMU virt's serial port is ttyAMA0, so a shell fixed to ttyS0 would never answer there."""
+    answered, tail = shell_answers("uefi-cd", arm64_build.stage("iso").artifact("boot.iso"), arch="arm64",
+                                   accel="tcg", memory=1024, marker=f"{MARKER} stage=rescue", timeout=300)
+    assert answered, "\n".join(tail)
 
 
 def test_arm64_disk_image_boots_its_ext4_root(arm64_build: Build, arm64_disk: StageResult, qemu_arm64_ready: None,

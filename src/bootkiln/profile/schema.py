@@ -144,8 +144,14 @@ DEFAULT_MODULES_FOR = {
               "ext4", "vfat", "iso9660", "squashfs", "overlay"],
 }
 KERNEL_FLAVOURS = {"amd64": "amd64", "arm64": "arm64"}
-# The first serial port's name where it is not ttyS0 (QEMU virt's and Graviton's PL011).
-SERIAL_CONSOLES = {"arm64": "ttyAMA0"}
+# The kernel command line's consoles where amd64's (tty0, then ttyS0) do not fit. arm64 machines have
+# no screen worth a console but one of two serial ports: QEMU virt's PL011 (ttyAMA0) or Graviton's
+# 16550 on PCI (ttyS0; EC2 has no PL011). Naming both, with no tty0, puts the kernel log and
+# /dev/console on whichever exists: the last console= is preferred (ttyS0 on EC2), and where it is
+# absent the first serial port to register takes /dev/console. With tty0 named, tty0 registers first
+# and takes /dev/console whenever the preferred port is missing (measured under AAVMF, with and
+# without a PL011, a PCI 16550 and an SPCR table naming either; README, arm64).
+DEFAULT_CONSOLES = {"arm64": "console=ttyAMA0,115200 console=ttyS0,115200"}
 
 
 class KernelSettings(StrictModel):
@@ -516,11 +522,10 @@ class Profile(StrictModel):
         arch = self.debian.architecture
         if arch == "amd64":
             return self
-        serial = SERIAL_CONSOLES[arch]
         defaults: dict[str, tuple[str, Any]] = {
             "kernel": ("modules", list(DEFAULT_MODULES_FOR[arch])),
-            "iso": ("cmdline", self.iso.cmdline.replace("ttyS0", serial)),
-            "disk": ("cmdline", self.disk.cmdline.replace("ttyS0", serial)),
+            "iso": ("cmdline", DEFAULT_CONSOLES[arch]),
+            "disk": ("cmdline", DEFAULT_CONSOLES[arch]),
             "boot": ("modes", [mode for mode in self.boot.modes if mode.startswith(("uefi", "disk-uefi"))]),
         }
         for table, (key, value) in defaults.items():

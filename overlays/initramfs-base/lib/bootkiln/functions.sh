@@ -5,7 +5,7 @@ BK_MARKER=BOOTKILN-BOOT-OK
 # Write to every console, so the serial log and the screen tell the same story.
 log() {
     wrote=
-    # ttyAMA0: the serial port of arm64 machines (QEMU virt, Graviton), a PL011.
+    # ttyAMA0: QEMU virt's PL011 serial port (Graviton's is a 16550 on PCI: ttyS0).
     for tty in /dev/ttyS0 /dev/ttyAMA0 /dev/tty1; do
         if [ -c "$tty" ] && { echo "bootkiln: $*" > "$tty"; } 2>/dev/null; then wrote=1; fi
     done
