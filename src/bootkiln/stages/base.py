@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -12,7 +12,7 @@ from bootkiln.core.archive import ArchiveState, sources_list
 from bootkiln.core.builder import BuilderImage
 from bootkiln.core.engine import Upload, files_upload
 from bootkiln.core.overlay import plan_overlays
-from bootkiln.core.runner import Runner
+from bootkiln.core.runner import Builder, Runner
 from bootkiln.errors import InputError
 from bootkiln.hashing import Fingerprint
 from bootkiln.paths import project_root
@@ -149,6 +149,22 @@ def scripts_upload(ctx: StageContext, script: str, extra: dict[str, tuple[bytes,
     for library in sorted((script_path("lib")).glob("*.sh")):
         files[f"lib/{library.name}"] = (library.read_bytes(), 0o644)
     return files_upload({**files, **(extra or {})})
+
+
+def fetch_then_make(ctx: StageContext, stage: str, script: str, scratch: Path, *, env: Mapping[str, str],
+                    uploads: Sequence[Upload], fetch: Sequence[str], fetch_hint: str, make: Sequence[str],
+                    make_hint: str = "") -> None:
+    """Run the stage's script twice in one builder volume: `fetch` with the network (it downloads
+    and checks), then `make` without it, collecting /work/out into scratch: what the outputs are made
+    from is fixed before they are made."""
+    engine = ctx.runner.engine
+    assert engine is not None
+    command = "/bootkiln/" + script
+    with engine.volume(stage) as volume:
+        online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env, uploads=uploads)
+        ctx.runner.run([command, *fetch], stage=stage, where=online, hint=fetch_hint)
+        ctx.runner.run([command, *make], stage=stage, where=replace(online, network="none",
+                                                                    collect=[("/work/out", scratch)]), hint=make_hint)
 
 
 def add_scripts(fingerprint: Fingerprint, script: str) -> Fingerprint:

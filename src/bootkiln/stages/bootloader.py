@@ -12,12 +12,10 @@ copied byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bootkiln.core.archguard import require_efi_image
-from bootkiln.core.runner import Builder
 from bootkiln.formats.arch import ARCHES
 from bootkiln.profile.schema import Profile
 from bootkiln.stages.artifacts import GRUB_MODULES, ISO_MARKER, uki_signed
@@ -28,6 +26,7 @@ from bootkiln.stages.base import (
     add_scripts,
     archive_env,
     base_fingerprint,
+    fetch_then_make,
     scripts_upload,
 )
 
@@ -63,8 +62,6 @@ class BootloaderStage(StageBase):
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         target = ctx.profile.debian.architecture
-        engine = ctx.runner.engine
-        assert engine is not None
         # With the profile's own key its UKI boots UEFI (BK_UKI): Debian's signed chain is not fetched.
         signed_chain = ctx.profile.secureboot.enabled and "ukisign" not in inputs
         env = {**archive_env(ctx), "BK_ISO_MARKER": ISO_MARKER, "BK_SECURE_BOOT": "1" if signed_chain else "0"}
@@ -72,17 +69,11 @@ class BootloaderStage(StageBase):
         if "ukisign" in inputs:
             extra["in/uki.efi"] = (inputs["ukisign"].artifact(uki_signed("iso")).read_bytes(), 0o644)
             env["BK_UKI"] = "/bootkiln/in/uki.efi"
-        with engine.volume(self.name) as volume:
-            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
-                             uploads=[scripts_upload(ctx, SCRIPT, extra=extra)])
-            packages = f"grub-efi-{target}-bin" + (", isolinux, syslinux-common, grub-pc-bin"
-                                                   if ARCHES[target].bios else "")
-            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
-                           hint=f"could not download {packages} for {target} (or, with Secure Boot, Debian's "
-                           "signed shim and GRUB) from the profile's archive; check the mirror")
-            ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
-                           where=replace(online, network="none", collect=[("/work/out", scratch)]),
-                           hint=f"making the boot files for {target} failed; see the script's message above")
+        bios = ", isolinux, syslinux-common, grub-pc-bin" if ARCHES[target].bios else ""
+        fetch_then_make(ctx, self.name, SCRIPT, scratch, env=env, uploads=[scripts_upload(ctx, SCRIPT, extra=extra)],
+                        fetch=["fetch"], fetch_hint=f"could not download grub-efi-{target}-bin{bios} (or, with "
+                        "Secure Boot, Debian's signed shim and GRUB) from the profile's archive; check the mirror",
+                        make=[], make_hint=f"making the boot files for {target} failed; see the script's message above")
         efi_binaries = require_efi_image(scratch / "efiboot.img", target)
         rows = [line.split("\t") for line in (scratch / "bootloader-packages.tsv").read_text().splitlines()]
         return {"packages": {row[0]: row[1] for row in rows},

@@ -8,12 +8,10 @@ source package against the signed Sources index before dpkg-source unpacks and p
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bootkiln.core.archguard import require_elf_file
-from bootkiln.core.runner import Builder
 from bootkiln.errors import InputError, InternalError
 from bootkiln.profile.loader import busybox_config
 from bootkiln.profile.schema import Profile
@@ -24,6 +22,7 @@ from bootkiln.stages.base import (
     add_scripts,
     archive_env,
     base_fingerprint,
+    fetch_then_make,
     scripts_upload,
 )
 
@@ -140,20 +139,14 @@ class BusyboxStage(StageBase):
         return add_scripts(fingerprint, SCRIPT).hexdigest()
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
-        engine = ctx.runner.engine
-        assert engine is not None
         config = busybox_config(ctx.profile)
         # The applets are checked here after the build; the script never needed them in its environment.
         env = archive_env(ctx)
         uploads = [scripts_upload(ctx, SCRIPT, {"busybox.config": (config.read_bytes(), 0o644)})]
-        with engine.volume(self.name) as volume:
-            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
-                             uploads=uploads)
-            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
-                           hint="apt-get source busybox failed; check the mirror and that it serves deb-src")
-            ctx.runner.run(["/bootkiln/" + SCRIPT, "compile"], stage=self.name,
-                           where=replace(online, network="none", collect=[("/work/out", scratch)]),
-                           hint="busybox did not compile with this configuration; the compiler output is above")
+        fetch_then_make(ctx, self.name, SCRIPT, scratch, env=env, uploads=uploads, fetch=["fetch"],
+                        fetch_hint="apt-get source busybox failed; check the mirror and that it serves deb-src",
+                        make=["compile"],
+                        make_hint="busybox did not compile with this configuration; the compiler output is above")
         require_elf_file(scratch / "busybox", ctx.profile.debian.architecture, "the compiled busybox")
         applets = (scratch / "applets.txt").read_text().split()
         names = {path.rsplit("/", 1)[-1] for path in applets}

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bootkiln.core.archguard import require_deb, require_kernel_image, require_modules
 from bootkiln.core.archive import fetch_with_retries
-from bootkiln.core.runner import Builder
 from bootkiln.errors import CommandFailed, InputError
 from bootkiln.formats.corrupt import CorruptArtifact
 from bootkiln.formats.deb import UnreadableDeb, deb_file
@@ -30,6 +28,7 @@ from bootkiln.stages.base import (
     add_scripts,
     archive_env,
     base_fingerprint,
+    fetch_then_make,
     scripts_upload,
 )
 
@@ -133,8 +132,6 @@ class KernelStage(StageBase):
         return fingerprint.hexdigest()
 
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
-        engine = ctx.runner.engine
-        assert engine is not None
         kernel = ctx.profile.kernel
         deb = kernel_deb(ctx.profile)
         extra = {"kernel.deb": (deb.read_bytes(), 0o644)} if deb else {}
@@ -144,26 +141,21 @@ class KernelStage(StageBase):
                                        .encode(), 0o644)
         env = {**archive_env(ctx), "BK_KERNEL_PACKAGE": kernel_package(ctx.profile)}
         upload = scripts_upload(ctx, SCRIPT, extra, extra_apt_lines=[kernel.apt_source] if kernel.apt_source else [])
-        with engine.volume(self.name) as volume:
-            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=env,
-                             uploads=[upload])
-            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
-                           hint=f"could not download {kernel_package(ctx.profile)}; check kernel.* in the profile "
-                           "and the mirror")
-            try:
-                ctx.runner.run(["/bootkiln/" + SCRIPT, "extract"], stage=self.name,
-                               where=replace(online, network="none", collect=[("/work/out", scratch)]))
-            except CommandFailed as failure:
-                unknown = [line.split(":", 1)[1].split() for line in failure.tail
-                           if line.startswith("UNKNOWN-MODULES:")]
-                if failure.status == UNKNOWN_MODULES_STATUS and unknown:
-                    key = "kernel.modules" if set(unknown[0]) & set(kernel.modules) else "installer.target_modules"
-                    raise InputError(
-                        f"{ctx.profile.where}: key '{key}': the {ctx.profile.debian.architecture} kernel package "
-                        f"has no module named {', '.join(repr(m) for m in unknown[0])}",
-                        hint="check the spelling (modinfo names, e.g. virtio_blk), or pick another kernel",
-                    ) from None
-                raise
+        try:
+            fetch_then_make(ctx, self.name, SCRIPT, scratch, env=env, uploads=[upload], fetch=["fetch"],
+                            fetch_hint=f"could not download {kernel_package(ctx.profile)}; check kernel.* in the "
+                            "profile and the mirror", make=["extract"])
+        except CommandFailed as failure:
+            unknown = [line.split(":", 1)[1].split() for line in failure.tail
+                       if line.startswith("UNKNOWN-MODULES:")]
+            if failure.status == UNKNOWN_MODULES_STATUS and unknown:
+                key = "kernel.modules" if set(unknown[0]) & set(kernel.modules) else "installer.target_modules"
+                raise InputError(
+                    f"{ctx.profile.where}: key '{key}': the {ctx.profile.debian.architecture} kernel package "
+                    f"has no module named {', '.join(repr(m) for m in unknown[0])}",
+                    hint="check the spelling (modinfo names, e.g. virtio_blk), or pick another kernel",
+                ) from None
+            raise
         facts = kernel_facts(scratch / "kernel.txt")
         target = ctx.profile.debian.architecture
         if facts.get("architecture") not in (target, "all"):

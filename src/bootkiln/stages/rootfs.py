@@ -7,7 +7,6 @@ reproducible, and it needs no loop devices or host paths.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from bootkiln.core.binfmt import SCRIPT as BINFMT_SCRIPT
 from bootkiln.core.binfmt import ensure_binfmt
 from bootkiln.core.engine import Upload
 from bootkiln.core.overlay import overlay_archive, plan_overlays
-from bootkiln.core.runner import Builder
 from bootkiln.profile.schema import Profile
 from bootkiln.stages.base import (
     Inputs,
@@ -24,6 +22,7 @@ from bootkiln.stages.base import (
     add_scripts,
     archive_env,
     base_fingerprint,
+    fetch_then_make,
     script_path,
     scripts_upload,
 )
@@ -69,21 +68,12 @@ class RootfsStage(StageBase):
     def build(self, ctx: StageContext, inputs: Inputs, scratch: Path) -> dict[str, Any]:
         engine = ctx.runner.engine
         assert engine is not None
-        command = ["/bootkiln/" + SCRIPT]
         # A foreign target's maintainer scripts run under qemu-user: make sure the kernel can, first.
         foreign = ensure_binfmt(ctx.runner, engine, image=ctx.builder.tag, target=ctx.profile.debian.architecture,
                                 builder=ctx.builder.architecture, uploads=[scripts_upload(ctx, BINFMT_SCRIPT)])
-        with engine.volume(self.name) as volume:
-            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=self.env(ctx),
-                             uploads=self.uploads(ctx))
-            ctx.runner.run(
-                [*command, "bootstrap"], stage=self.name, where=online,
-                hint=f"mmdebstrap could not bootstrap {ctx.profile.debian.suite} from {ctx.archive.mirror}; "
-                "check debian.* and rootfs.packages in the profile, and the mirror",
-            )
-            ctx.runner.run(
-                [*command, "finalise"], stage=self.name,
-                where=replace(online, network="none", collect=[("/work/out", scratch)]),
-                hint="overlaying or normalising the rootfs failed; check the profile's overlays",
-            )
+        fetch_then_make(ctx, self.name, SCRIPT, scratch, env=self.env(ctx), uploads=self.uploads(ctx),
+                        fetch=["bootstrap"], fetch_hint=f"mmdebstrap could not bootstrap {ctx.profile.debian.suite} "
+                        f"from {ctx.archive.mirror}; check debian.* and rootfs.packages in the profile, and the mirror",
+                        make=["finalise"],
+                        make_hint="overlaying or normalising the rootfs failed; check the profile's overlays")
         return {"packages": len((scratch / "packages.tsv").read_text().splitlines()), "foreign_binaries": foreign}

@@ -10,11 +10,9 @@ stage or its cache entry.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bootkiln.core.runner import Builder
 from bootkiln.profile.schema import Profile
 from bootkiln.stages.artifacts import UKI_MEDIA, disk_kernel_cmdline, uki_unsigned
 from bootkiln.stages.base import (
@@ -24,6 +22,7 @@ from bootkiln.stages.base import (
     add_scripts,
     archive_env,
     base_fingerprint,
+    fetch_then_make,
     scripts_upload,
 )
 
@@ -66,16 +65,10 @@ class UkiStage(StageBase):
                for medium, cmdline in cmdlines(ctx.profile).items()},
             "in/os-release": (os_release(ctx.profile).encode(), 0o644),
         }
-        engine = ctx.runner.engine
-        assert engine is not None
-        with engine.volume(self.name) as volume:
-            online = Builder(image=ctx.builder.tag, network="host", volumes={volume: "/work"}, env=archive_env(ctx),
-                             uploads=[scripts_upload(ctx, SCRIPT, extra=files)])
-            ctx.runner.run(["/bootkiln/" + SCRIPT, "fetch"], stage=self.name, where=online,
-                           hint="could not download systemd-boot-efi from the profile's archive; check the mirror")
-            ctx.runner.run(["/bootkiln/" + SCRIPT], stage=self.name,
-                           where=replace(online, network="none", collect=[("/work/out", scratch)]),
-                           hint="making the Unified Kernel Image failed; see the script's message above")
+        fetch_then_make(ctx, self.name, SCRIPT, scratch, env=archive_env(ctx),
+                        uploads=[scripts_upload(ctx, SCRIPT, extra=files)], fetch=["fetch"],
+                        fetch_hint="could not download systemd-boot-efi from the profile's archive; check the mirror",
+                        make=[], make_hint="making the Unified Kernel Image failed; see the script's message above")
         packages = {row[0]: row[1] for row in
                     (line.split("\t") for line in (scratch / "uki-packages.tsv").read_text().splitlines())}
         return {"bytes": {medium: (scratch / uki_unsigned(medium)).stat().st_size for medium in UKI_MEDIA},
