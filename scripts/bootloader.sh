@@ -77,7 +77,6 @@ target_packages() {
 GRUB_EFI=$TARGET/usr/lib/grub/$EFI_PLATFORM
 [ -f "$GRUB_EFI/linux.mod" ] || { echo "bootloader.sh: no GRUB modules in $GRUB_EFI" >&2; exit 3; }
 rm -rf "$OUT" "$WORK" && mkdir -p "$OUT" "$WORK/tree/EFI/BOOT" "$WORK/grub/signed"
-tools="grub-common"
 if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
     # Byte for byte from the archive, never rebuilt, so the image stays reproducible; the disk stage
     # gets them in grub-modules.tar.
@@ -143,8 +142,6 @@ tar --create --file "$OUT/grub-modules.tar" --directory "$WORK/grub" --sort=name
 # shellcheck disable=SC2046
 {
     target_packages $(for deb in "$DEBS"/*.deb; do dpkg-deb -f "$deb" Package; done | sort)
-    [ -z "${BK_UKI:-}" ] || tools="$tools systemd-boot-efi"
-    # shellcheck disable=SC2086
-    dpkg-query -W -f '${Package}\t${Version}\n' $tools mtools dosfstools
+    dpkg-query -W -f '${Package}\t${Version}\n' grub-common mtools dosfstools
 } > "$OUT/bootloader-packages.tsv"
 echo "bootloader: $EFI_NAME and its loaders, ${efi_bytes} bytes; efiboot.img ${kib} KiB"

@@ -90,7 +90,9 @@ def make_build_folder(out: Path, key: PrivateKey | None, profile_name: str = "de
         "busybox": b"busybox binary",
         "applets.txt": b"/bin/sh\n/bin/ls\n/sbin/udhcpc\n",
         "isolinux.bin": b"isolinux",
-        "bootloader-packages.tsv": b"isolinux\t3:6.04~git20190206.bf6db5b4+dfsg1-3\n",
+        # The target's package fetched from the archive (its sha256 left to the index), then a builder tool.
+        "bootloader-packages.tsv": b"isolinux\t3:6.04~git20190206.bf6db5b4+dfsg1-3\tall\n"
+                                   b"mtools\t4.0.33-1+really4.0.32-1\n",
     }
     for name, data in files.items():
         (out / name).write_bytes(data)

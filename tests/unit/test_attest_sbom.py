@@ -97,6 +97,23 @@ def test_each_package_has_its_facts(build: Path) -> None:
     assert len(BUILDER_REPORT) > 3
 
 
+def test_boot_packages_are_the_targets_and_their_tools_the_builders() -> None:
+    """bootloader-packages.tsv and uki-packages.tsv: fetched target packages carry their architecture and
+    .deb sha256 whatever the builder is; the builder's tools are build tools of the builder's architecture."""
+    from bootkiln.attest.packages import Package, collect
+
+    metadata = {"bootloader": {"sha256": {"efiboot.img": "1" * 64}}, "uki": {"sha256": {"uki-iso.efi": "2" * 64}},
+                "iso": {"sha256": {"boot.iso": "3" * 64}}}
+    arm64_builder = ([Package("mtools", "4.0.33-1", "arm64"), Package("grub-pc-bin", "2.06-13", "arm64")], {})
+    found = collect(metadata, {"bootloader": {"iso"}, "uki": {"iso"}}, {"efiboot.img", "uki-iso.efi", "boot.iso"},
+                    "amd64", bootloader_tsv=f"grub-pc-bin\t2.06-13\tamd64\t{'4' * 64}\nmtools\t4.0.33-1\n",
+                    uki_tsv=f"systemd-boot-efi\t252.39-1\tamd64\t{'5' * 64}\n", builder=arm64_builder)
+    grub = found.packages["grub-pc-bin@2.06-13:amd64"]
+    assert grub.sha256 == "4" * 64 and "grub-pc-bin@2.06-13:amd64" not in found.from_builder
+    assert found.packages["systemd-boot-efi@252.39-1:amd64"].sha256 == "5" * 64
+    assert "mtools@4.0.33-1:arm64" in found.from_builder, "a tool is the builder's own"
+
+
 def test_purls_are_percent_encoded_and_parse_back() -> None:
     package = Package("isolinux", "3:6.04~git20190206.bf6db5b4+dfsg1-3", "all")
     text = purl(package, "bookworm")

@@ -5,8 +5,9 @@ Facts come from what the stages already record, never from a guess:
   rootfs tarball itself, dpkg's status (source packages) and the copyright files (licences);
 - the kernel: the kernel stage's metadata (package, version, .deb sha256);
 - busybox: the Debian source package it is compiled from (version, .dsc sha256) and its applets;
-- the boot loader: bootloader-packages.tsv: the target's packages (name, version, architecture, .deb
-  sha256) fetched from the profile's archive, then the builder's tools (name, version);
+- the boot loader and the own-key UKI: bootloader-packages.tsv and uki-packages.tsv: the target's
+  packages (name, version, architecture, .deb sha256) fetched from the profile's archive, then the
+  builder's tools (name, version);
 - the builder image: dpkg's list inside it (build tools).
 What dpkg and the stages do not keep (the .deb sha256 of the builder's and the boot loader's packages,
 the kernel's source package) comes from the pinned archive's Packages index (enrich, archive_index.py).
@@ -183,7 +184,8 @@ def stage_artifacts(results: Mapping[str, Mapping[str, Any]], stage: str,
 
 def collect(metadata: Mapping[str, Mapping[str, Any]], consumers: Mapping[str, set[str]], published: set[str],
             architecture: str, rootfs: Mapping[str, Any] | None = None, packages_tsv: str | None = None,
-            bootloader_tsv: str | None = None, builder: tuple[list[Package], dict[str, str | None]] | None = None,
+            bootloader_tsv: str | None = None, uki_tsv: str | None = None,
+            builder: tuple[list[Package], dict[str, str | None]] | None = None,
             applets: list[str] | None = None) -> Inventory:
     """Every package of a build, from each stage's metadata and the files named in the module docstring.
 
@@ -220,19 +222,23 @@ def collect(metadata: Mapping[str, Mapping[str, Any]], consumers: Mapping[str, s
                               note=f"source package, compiled statically with {count} applets"),
                       stage_artifacts(metadata, "busybox", consumers, published))
 
-    if bootloader_tsv is not None and "bootloader" in metadata:
-        inside = stage_artifacts(metadata, "bootloader", consumers, published)
-        for name, version, arch, sha in parse_packages_tsv(bootloader_tsv):
-            if arch:  # the target's package, fetched from the profile's archive (its index gives the source)
+    # Boot files (and the own-key UKI's stub) are the target's packages, fetched from the profile's
+    # archive (name, version, architecture, .deb sha256; the archive's index gives the source); the
+    # builder's tools that made them are listed by name and version.
+    for stage, tsv in (("bootloader", bootloader_tsv), ("uki", uki_tsv)):
+        if tsv is None or stage not in metadata:
+            continue
+        inside = stage_artifacts(metadata, stage, consumers, published)
+        for name, version, arch, sha in parse_packages_tsv(tsv):
+            if arch:
                 inventory.add(Package(name, version, arch, sha256=sha, licence=builder_licences.get(name),
                                       note="boot files taken from this package"), inside)
                 continue
-            # The builder's tools that made the boot files (grub-mkimage, mkfs.vfat, mtools).
             known = builder_by_name.get(name)
             arch = known.architecture if known and known.version == version else architecture
             inventory.add(Package(name, version, arch, source=known.source if known else None,
                                   source_version=known.source_version if known else None,
-                                  licence=builder_licences.get(name), note="boot files taken from this package"),
+                                  licence=builder_licences.get(name), note="a tool that made the boot files"),
                           inside)
             inventory.from_builder.add(f"{name}@{version}:{arch}")
 

@@ -81,7 +81,7 @@ def inventory(sources: BuildSources, out: Path) -> Inventory:
     architecture = sources.profile.debian.architecture
     found = collect(metadata, sources.consumers, set(sources.artifacts), architecture,
                     rootfs=sources.rootfs_details, packages_tsv=text("packages.tsv"),
-                    bootloader_tsv=text("bootloader-packages.tsv"),
+                    bootloader_tsv=text("bootloader-packages.tsv"), uki_tsv=text("uki-packages.tsv"),
                     applets=(text("applets.txt") or "").split(),
                     builder=parse_builder_report(sources.builder_report))
     enrich(found, architecture, sources.archive_index, sources.builder_archive_index)
