@@ -104,7 +104,8 @@ def test_boot_packages_are_the_targets_and_their_tools_the_builders() -> None:
 
     metadata = {"bootloader": {"sha256": {"efiboot.img": "1" * 64}}, "uki": {"sha256": {"uki-iso.efi": "2" * 64}},
                 "iso": {"sha256": {"boot.iso": "3" * 64}}}
-    arm64_builder = ([Package("mtools", "4.0.33-1", "arm64"), Package("grub-pc-bin", "2.06-13", "arm64")], {})
+    arm64_builder: tuple[list[Package], dict[str, str | None]] = (
+        [Package("mtools", "4.0.33-1", "arm64"), Package("grub-pc-bin", "2.06-13", "arm64")], {})
     found = collect(metadata, {"bootloader": {"iso"}, "uki": {"iso"}}, {"efiboot.img", "uki-iso.efi", "boot.iso"},
                     "amd64", bootloader_tsv=f"grub-pc-bin\t2.06-13\tamd64\t{'4' * 64}\nmtools\t4.0.33-1\n",
                     uki_tsv=f"systemd-boot-efi\t252.39-1\tamd64\t{'5' * 64}\n", builder=arm64_builder)
