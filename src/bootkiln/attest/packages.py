@@ -61,7 +61,8 @@ class Inventory:
     packages: dict[str, Package] = field(default_factory=dict)
     contains: dict[str, set[str]] = field(default_factory=dict)
     build_tools: set[str] = field(default_factory=set)
-    # Packages installed in the builder image (its own and the boot loader's): from the builder's archive.
+    # Packages installed in the builder image (its own, and the tools that made the boot files): from the
+    # builder's archive.
     from_builder: set[str] = field(default_factory=set)
 
     def add(self, package: Package, artifacts: list[str]) -> str:

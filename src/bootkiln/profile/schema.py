@@ -536,7 +536,7 @@ class Profile(StrictModel):
             raise ValueError(f"boot.modes: {', '.join(bios)}: {arch} machines have no BIOS; "
                              "use the UEFI modes (uefi-cd, uefi-usb, disk-uefi)")
         # Debian signs shim, GRUB and the kernel for arm64 too, so its signed chain is the default there
-        # as on amd64. The own-key UKI needs systemd's arm64 stub, which the builder lacks (docs/secureboot.md).
+        # as on amd64. An arm64 own-key UKI has not been made or boot-tested yet (docs/secureboot.md).
         if self.secureboot.own_keys:
             raise ValueError(f"secureboot: own-key Unified Kernel Images (key/cert) are built for amd64 only "
                              f"so far, not {arch}; remove key and cert to boot Debian's signed chain")

@@ -14,8 +14,8 @@ from bootkiln.profile.schema import Profile
 
 # GRUB's embedded config finds the ISO9660 filesystem by this file, on CD and on USB alike.
 ISO_MARKER = "/bootkiln.id"
-# A UEFI-only target's GRUB EFI modules (fetched for the target by the bootloader stage), from which
-# the disk stage makes its own GRUB image.
+# The target's GRUB modules (<platform>/ for EFI, and i386-pc/ on amd64) and Debian's signed shim,
+# MokManager and GRUB (signed/), fetched by the bootloader stage, from which the disk stage boots.
 GRUB_MODULES = "grub-modules.tar"
 # The installed system's kernel modules, which the kernel stage makes for installer profiles.
 TARGET_MODULES = "target-modules.tar"
