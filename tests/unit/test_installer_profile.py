@@ -97,3 +97,32 @@ def test_installer_settings_are_plain_assignments_with_an_http_mirror() -> None:
 def test_build_accepts_the_installer_profile_without_an_engine() -> None:
     build = Build(load_profile("installer"))
     assert build.profile.disk.layout == "installer" and int(build.profile.disk.size) == 128 << 20
+
+
+def test_the_room_check_counts_only_what_goes_to_the_third_partition(tmp_path: Path) -> None:
+    """GRUB's modules and a UKI go to the ESP: a full-sized grub-modules.tar must not fail a disk that fits."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from bootkiln.stages.base import StageResult
+    from bootkiln.stages.disk import DiskStage
+
+    profile = load_profile("installer")
+    mib = 1 << 20
+    sizes = {"kernel": {"vmlinuz": 8 * mib}, "initramfs": {"initrd.img": 20 * mib},
+             "payload": {"rootfs.tar.xz": 48 * mib, "target-modules.tar.xz": 4 * mib, "payload.txt": 1},
+             "bootloader": {"grub-modules.tar": 30 * mib}}
+    inputs = {}
+    for stage, files in sizes.items():
+        (tmp_path / stage).mkdir()
+        for name, size in files.items():
+            with (tmp_path / stage / name).open("wb") as handle:
+                handle.truncate(size)
+        inputs[stage] = StageResult(stage, "k", tmp_path / stage, False, {})
+    ctx = cast(Any, SimpleNamespace(profile=profile))
+    DiskStage().check_room(ctx, inputs)  # 80 MiB into the 92 MiB third partition of 128 MiB: fits
+    (tmp_path / "payload" / "rootfs.tar.xz").unlink()
+    with (tmp_path / "payload" / "rootfs.tar.xz").open("wb") as handle:
+        handle.truncate(90 * mib)
+    with pytest.raises(InputError, match=r"key 'disk\.size'"):
+        DiskStage().check_room(ctx, inputs)

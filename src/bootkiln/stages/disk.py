@@ -33,6 +33,7 @@ from bootkiln.stages.base import (
 )
 
 SCRIPT = "disk.sh"
+ESP_INPUTS = (GRUB_MODULES, "uki.efi")
 
 
 class DiskStage(StageBase):
@@ -88,7 +89,8 @@ class DiskStage(StageBase):
         """Fail with the figures before any work if the third partition cannot hold what goes in it."""
         disk = ctx.profile.disk
         root_room = int(disk.size) - int(disk.esp_size) - (4 << 20)  # alignment, BIOS boot, both GPTs
-        payload = sum(path.stat().st_size for _, path in self.files(inputs))
+        # GRUB's modules and a UKI go to the ESP and the boot code, not to the third partition.
+        payload = sum(path.stat().st_size for name, path in self.files(inputs) if name not in ESP_INPUTS)
         journal = 16 << 20 if root_room > (512 << 20) else 4 << 20  # mke2fs's default for the size
         needed = int(payload * 1.05) + (root_room >> 5) + journal  # inode tables and directories
         what = "the installer's files and payload" if disk.layout == "installer" else "rootfs, kernel and initramfs"
