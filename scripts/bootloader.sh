@@ -30,7 +30,7 @@
 # bootloader-packages.tsv: the target packages whose files are used (name, version, architecture,
 # .deb sha256), then the builder's tools (name, version).
 set -euo pipefail
-: "${SOURCE_DATE_EPOCH:?}" "${BK_ARCH:=amd64}"
+: "${SOURCE_DATE_EPOCH:?}" "${BK_ARCH:=amd64}" "${BK_ISO_MARKER:?}"
 export LC_ALL=C TZ=UTC MTOOLS_SKIP_CHECK=1   # mtools stamps entries through localtime()
 umask 022
 OUT=/work/out
@@ -39,8 +39,10 @@ DEBS=/work/boot-deb
 TARGET=/work/boot-target
 
 case "$BK_ARCH" in
-    amd64) EFI_PLATFORM=x86_64-efi EFI_NAME=BOOTX64.EFI EFI_SHORT=x64 BIOS_PACKAGES="isolinux syslinux-common grub-pc-bin" ;;
-    arm64) EFI_PLATFORM=arm64-efi EFI_NAME=BOOTAA64.EFI EFI_SHORT=aa64 BIOS_PACKAGES= ;;
+    amd64) EFI_PLATFORM=x86_64-efi EFI_NAME=BOOTX64.EFI EFI_SHORT=x64 BIOS_PACKAGES="isolinux syslinux-common grub-pc-bin"
+        ISO_SEARCH=/.disk/info ;;
+    # No PC serial port here: the firmware's console is the serial console (AAVMF, EC2).
+    arm64) EFI_PLATFORM=arm64-efi EFI_NAME=BOOTAA64.EFI EFI_SHORT=aa64 BIOS_PACKAGES= ISO_SEARCH=$BK_ISO_MARKER ;;
     *) echo "bootloader.sh: no boot loader for $BK_ARCH" >&2; exit 3 ;;
 esac
 SIGNED_PACKAGES="shim-signed shim-helpers-$BK_ARCH-signed grub-efi-$BK_ARCH-signed"
@@ -84,45 +86,30 @@ if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
         "$TARGET/usr/lib/grub/$EFI_PLATFORM-signed/grub$EFI_SHORT.efi.signed" "$WORK/grub/signed/"
 fi
 
-case "$BK_ARCH" in
-    amd64)
-        cp "$TARGET/usr/lib/ISOLINUX/isolinux.bin" "$TARGET/usr/lib/ISOLINUX/isohdpfx.bin" \
-            "$TARGET/usr/lib/syslinux/modules/bios/ldlinux.c32" "$OUT/"
-        if [ -n "${BK_UKI:-}" ]; then
-            # The profile's own key: a Unified Kernel Image signed with it, so the firmware's signature
-            # check covers the kernel, the initramfs and the command line (scripts/uki.sh, ukisign.sh).
-            install -m 0644 "$BK_UKI" "$WORK/tree/EFI/BOOT/$EFI_NAME"
-        elif [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
-            # shim loads \EFI\BOOT\grubx64.efi (its DEFAULT_LOADER) next to itself.
-            install -m 0644 "$WORK/grub/signed/shimx64.efi.signed" "$WORK/tree/EFI/BOOT/$EFI_NAME"
-            install -m 0644 "$TARGET/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed" "$WORK/tree/EFI/BOOT/grubx64.efi"
-        else
-            # secureboot = false: an unsigned GRUB whose embedded config (GRUB's rescue parser: plain
-            # commands only) does what the signed one's does. grub-mkimage embeds no timestamp. No
-            # partition modules: the ISO9660 filesystem starts at sector 0 of the whole disk, on CD and
-            # on USB alike. efi_gop gives Linux a framebuffer for the screen console.
-            printf '%s\n' 'search --no-floppy --file --set=root /.disk/info' 'set prefix=($root)/boot/grub' \
-                > "$WORK/early.cfg"
-            grub-mkimage --directory="$GRUB_EFI" --format=$EFI_PLATFORM --prefix=/boot/grub \
-                --config="$WORK/early.cfg" --output="$WORK/tree/EFI/BOOT/$EFI_NAME" \
-                search_fs_file iso9660 normal linux serial terminal echo efi_gop
-        fi
-        ;;
-    arm64)
-        : "${BK_ISO_MARKER:?}"
-        if [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
-            install -m 0644 "$WORK/grub/signed/shimaa64.efi.signed" "$WORK/tree/EFI/BOOT/$EFI_NAME"
-            install -m 0644 "$TARGET/usr/lib/grub/arm64-efi-signed/gcdaa64.efi.signed" "$WORK/tree/EFI/BOOT/grubaa64.efi"
-        else
-            # No PC serial port here: the firmware's console is the serial console (AAVMF, EC2).
-            printf '%s\n' "search --no-floppy --file --set=root $BK_ISO_MARKER" 'set prefix=($root)/boot/grub' \
-                > "$WORK/early.cfg"
-            grub-mkimage --directory="$GRUB_EFI" --format=$EFI_PLATFORM --prefix=/boot/grub \
-                --config="$WORK/early.cfg" --output="$WORK/tree/EFI/BOOT/$EFI_NAME" \
-                search_fs_file iso9660 normal linux serial terminal echo efi_gop
-        fi
-        ;;
-esac
+if [ -n "$BIOS_PACKAGES" ]; then
+    cp "$TARGET/usr/lib/ISOLINUX/isolinux.bin" "$TARGET/usr/lib/ISOLINUX/isohdpfx.bin" \
+        "$TARGET/usr/lib/syslinux/modules/bios/ldlinux.c32" "$OUT/"
+fi
+if [ -n "${BK_UKI:-}" ]; then
+    # The profile's own key: a Unified Kernel Image signed with it, so the firmware's signature
+    # check covers the kernel, the initramfs and the command line (scripts/uki.sh, ukisign.sh).
+    install -m 0644 "$BK_UKI" "$WORK/tree/EFI/BOOT/$EFI_NAME"
+elif [ "${BK_SECURE_BOOT:-1}" = 1 ]; then
+    # shim loads \EFI\BOOT\grub<arch>.efi (its DEFAULT_LOADER) next to itself: the signed CD GRUB.
+    install -m 0644 "$WORK/grub/signed/shim$EFI_SHORT.efi.signed" "$WORK/tree/EFI/BOOT/$EFI_NAME"
+    install -m 0644 "$TARGET/usr/lib/grub/$EFI_PLATFORM-signed/gcd$EFI_SHORT.efi.signed" \
+        "$WORK/tree/EFI/BOOT/grub$EFI_SHORT.efi"
+else
+    # secureboot = false: an unsigned GRUB whose embedded config (GRUB's rescue parser: plain
+    # commands only) does what the signed one's does. grub-mkimage embeds no timestamp. No
+    # partition modules: the ISO9660 filesystem starts at sector 0 of the whole disk, on CD and
+    # on USB alike. efi_gop gives Linux a framebuffer for the screen console.
+    printf '%s\n' "search --no-floppy --file --set=root $ISO_SEARCH" 'set prefix=($root)/boot/grub' \
+        > "$WORK/early.cfg"
+    grub-mkimage --directory="$GRUB_EFI" --format=$EFI_PLATFORM --prefix=/boot/grub \
+        --config="$WORK/early.cfg" --output="$WORK/tree/EFI/BOOT/$EFI_NAME" \
+        search_fs_file iso9660 normal linux serial terminal echo efi_gop
+fi
 
 # mcopy -m copies the source's mtime into every entry it creates: pin the sources first.
 find "$WORK/tree" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

@@ -33,7 +33,9 @@ from bootkiln.stages.base import (
 )
 
 SCRIPT = "disk.sh"
-ESP_INPUTS = (GRUB_MODULES, "uki.efi")
+UKI_INPUT = "uki.efi"
+# What goes to the ESP and the boot code, not the third partition.
+ESP_INPUTS = (GRUB_MODULES, UKI_INPUT)
 
 
 class DiskStage(StageBase):
@@ -66,7 +68,7 @@ class DiskStage(StageBase):
         if "payload" in inputs:
             files += [(f"payload/{name}", inputs["payload"].artifact(name)) for name in PAYLOAD_FILES]
         if "ukisign" in inputs:
-            files.append(("uki.efi", inputs["ukisign"].artifact(uki_signed("disk"))))
+            files.append((UKI_INPUT, inputs["ukisign"].artifact(uki_signed("disk"))))
         if "bootloader" in inputs:
             files.append((GRUB_MODULES, inputs["bootloader"].artifact(GRUB_MODULES)))
         return files
@@ -112,7 +114,7 @@ class DiskStage(StageBase):
                "BK_ESP_MIB": str(int(disk.esp_size) >> 20), "BK_SEED": self.seed(ctx),
                "BK_CMDLINE": f"{disk.cmdline} bootkiln.stage={stage}", "BK_LAYOUT": disk.layout,
                "BK_SECURE_BOOT": "1" if ctx.profile.secureboot.enabled else "0",
-               **({"BK_UKI": "/bootkiln/in/uki.efi"} if "ukisign" in inputs else {}),
+               **({"BK_UKI": f"/bootkiln/in/{UKI_INPUT}"} if "ukisign" in inputs else {}),
                "BK_ARCH": ctx.profile.debian.architecture}
         with tempfile.TemporaryDirectory(prefix="bootkiln-disk-") as folder:
             # The rootfs is large: stream it to the container from a file rather than from memory.
